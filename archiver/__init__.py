@@ -1,0 +1,1 @@
+"""weights/ -> versioned .mar archives in model_store/, and the lifecycle around them."""

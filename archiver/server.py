@@ -1,0 +1,219 @@
+"""Start and stop a TorchServe with this repository's config: used by `make serve`, the tests,
+the load tests and the deploy flow, so there is one way to run the server."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+from archiver.layout import REPO_ROOT
+
+ARCHIVE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+)-(?P<version>[0-9][0-9.]*)\.mar$")
+
+
+@dataclass(frozen=True)
+class Ports:
+    inference: int = 8080
+    management: int = 8081
+    metrics: int = 8082
+    grpc_inference: int = 7070
+    grpc_management: int = 7071
+
+    @staticmethod
+    def free() -> "Ports":
+        """Five ports the OS says are free on loopback now."""
+        sockets = [socket.socket() for _ in range(5)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return Ports(*(s.getsockname()[1] for s in sockets))
+        finally:
+            for s in sockets:
+                s.close()
+
+
+@dataclass(frozen=True)
+class Keys:
+    inference: str
+    management: str
+
+
+def render_config(base: Path, ports: Ports, overrides: Optional[dict] = None) -> str:
+    """The repository's config.properties with the ports (and any overrides) replaced."""
+    values = {
+        "inference_address": f"http://127.0.0.1:{ports.inference}",
+        "management_address": f"http://127.0.0.1:{ports.management}",
+        "metrics_address": f"http://127.0.0.1:{ports.metrics}",
+        "grpc_inference_port": str(ports.grpc_inference),
+        "grpc_management_port": str(ports.grpc_management),
+        **(overrides or {}),
+    }
+    lines, seen = [], set()
+    for line in Path(base).read_text().splitlines():
+        key = line.split("=", 1)[0].strip()
+        if not line.lstrip().startswith("#") and key in values:
+            lines.append(f"{key}={values[key]}")
+            seen.add(key)
+        else:
+            lines.append(line)
+    lines += [f"{k}={v}" for k, v in values.items() if k not in seen]
+    return "\n".join(lines) + "\n"
+
+
+def latest_archives(store: Path) -> dict:
+    """{model: file name} of the highest version of each model in the store."""
+    best = {}
+    for path in Path(store).glob("*.mar"):
+        match = ARCHIVE_NAME.match(path.name)
+        if not match:
+            continue
+        version = tuple(int(p) for p in match["version"].split(".") if p)
+        model = match["model"]
+        if model not in best or version > best[model][0]:
+            best[model] = (version, path.name)
+    return {model: name for model, (_, name) in sorted(best.items())}
+
+
+def read_keys(workdir: Path) -> Keys:
+    """TorchServe writes its tokens to key_file.json in its working directory."""
+    data = json.loads((Path(workdir) / "key_file.json").read_text())
+    return Keys(data["inference"]["key"], data["management"]["key"])
+
+
+class TorchServe:
+    """A TorchServe process in `workdir` serving `models` ({name: archive}) from `store`."""
+
+    def __init__(self, workdir: Path, store: Path, models: dict, ports: Ports = Ports(),
+                 config: Path = REPO_ROOT / "config.properties", overrides: Optional[dict] = None):
+        self.workdir = Path(workdir)
+        self.store = Path(store).resolve()
+        self.models = models
+        self.ports = ports
+        self.config = config
+        self.overrides = overrides
+        self.process = None
+
+    @property
+    def inference_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.inference}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.management}"
+
+    def command(self) -> list:
+        bin_dir = Path(sys.executable).parent
+        models = ",".join(f"{name}={archive}" for name, archive in self.models.items())
+        return [str(bin_dir / "torchserve"), "--start", "--foreground", "--ncs",
+                "--ts-config", str(self.workdir / "config.properties"),
+                "--model-store", str(self.store), "--models", models]
+
+    def prepare(self) -> None:
+        (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "key_file.json").unlink(missing_ok=True)
+        (self.workdir / "config.properties").write_text(
+            render_config(self.config, self.ports, self.overrides))
+
+    def environment(self) -> dict:
+        env = dict(os.environ)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        # TorchServe keeps one PID file in the temp dir and refuses a second instance; a temp
+        # dir per instance lets tests, a dev server and the deploy flow run side by side.
+        env["TMPDIR"] = str(self.workdir / "tmp")
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        return env
+
+    def start(self, console: bool = False) -> None:
+        """console: TorchServe's output on this terminal; else in workdir/torchserve.out."""
+        self.prepare()
+        log = None if console else open(self.workdir / "torchserve.out", "wb")
+        self.process = subprocess.Popen(
+            self.command(), cwd=self.workdir, env=self.environment(),
+            stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+        )
+
+    def keys(self) -> Keys:
+        return read_keys(self.workdir)
+
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        """Until every model has a READY worker; raises with the log tail on failure."""
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.models)
+        while pending and time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"TorchServe exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                headers = {"Authorization": f"Bearer {self.keys().management}"}
+                for model in sorted(pending):
+                    answer = requests.get(f"{self.management_url}/models/{model}", headers=headers, timeout=5)
+                    if answer.ok and any(w["status"] == "READY" for w in answer.json()[0]["workers"]):
+                        pending.discard(model)
+            except (OSError, ValueError, KeyError, requests.RequestException):
+                pass
+            time.sleep(0.5)
+        if pending:
+            raise TimeoutError(f"models not ready after {timeout_s} s: {sorted(pending)}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        path = self.workdir / "logs" / "ts_log.log"
+        if not path.exists():
+            path = self.workdir / "torchserve.out"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the whole process group (frontend and Python workers), then SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def serve_foreground(store: Path, workdir: Path) -> None:
+    """`make serve`: the newest archive of every model on the default ports until Ctrl-C."""
+    models = latest_archives(store)
+    if not models:
+        raise SystemExit(f"no archives in {store}; run `make archives` first")
+    server = TorchServe(workdir, store, models)
+    server.start(console=True)
+    print(f"TorchServe starting in {workdir} with {', '.join(f'{m} ({a})' for m, a in models.items())}")
+    for model, archive in models.items():
+        manifest = archive_manifest(Path(store) / archive)
+        synthetic = sorted({w["path"] for w in manifest.get("weights", []) if w.get("synthetic")})
+        if synthetic:
+            print(f"  {model}: serving TINY SYNTHETIC offline weights for {len(synthetic)} file(s) "
+                  f"(drop real ones into weights/, see README): {', '.join(synthetic[:6])}")
+    try:
+        server.wait_ready()
+        print(f"ready: inference {server.inference_url}, management {server.management_url}; "
+              f"tokens in {workdir / 'key_file.json'} (inference key: {server.keys().inference})")
+        print(f"logs: {workdir / 'logs'}; Ctrl-C stops the server")
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def archive_manifest(archive: Path) -> dict:
+    """The archiver's manifest.json inside a .mar (empty if it has none)."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as bundle:
+        try:
+            return json.loads(bundle.read("manifest.json"))
+        except KeyError:
+            return {}

@@ -1,0 +1,164 @@
+"""The Open Inference Protocol v2 (KServe v2 / Triton), request and response side.
+
+Inputs become fields by tensor name. BYTES elements arrive as JSON strings or, with Triton's
+binary tensor data extension, as raw bytes after a JSON header whose length the request header
+`Inference-Header-Content-Length` gives; each BYTES element there carries a 4-byte little-endian
+length prefix. Triton's own HTTP client uses that extension for BYTES by default.
+"""
+
+import base64
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from handlers.common.errors import InvalidField
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+# v2 datatype -> numpy little-endian dtype for binary tensor data.
+NUMERIC_DTYPES = {
+    "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
+    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
+    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+}
+
+
+@dataclass(frozen=True)
+class OipRequest:
+    """What a v2 response needs to know about its request."""
+
+    id: Optional[str]
+    binary_outputs: frozenset = field(default_factory=frozenset)
+    all_binary: bool = False
+    requested_outputs: Optional[tuple] = None
+
+    def wants_binary(self, name: str) -> bool:
+        return self.all_binary or name in self.binary_outputs
+
+
+def is_oip_json(body) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("inputs"), list)
+
+
+def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
+    """A v2 infer request (dict, or bytes with the binary extension) -> (fields, request)."""
+    blob = b""
+    if header_length is not None:
+        try:
+            split = int(header_length)
+            raw = bytes(body)
+            if not 0 < split <= len(raw):
+                raise ValueError
+            body, blob = json.loads(raw[:split]), raw[split:]
+        except (ValueError, TypeError):
+            raise InvalidField(
+                f"{HEADER_LENGTH} must give the length of a JSON header inside the body",
+                "inputs",
+            ) from None
+    if not is_oip_json(body):
+        raise InvalidField("a v2 infer request needs an 'inputs' list of tensors", "inputs")
+    fields, offset = {}, 0
+    for tensor in body["inputs"]:
+        name, values, offset = _read_tensor(tensor, blob, offset)
+        fields[name] = values[0] if len(values) == 1 else values
+    if offset != len(blob):
+        raise InvalidField("binary tensor data is longer than the inputs declare", "inputs")
+    outputs = body.get("outputs")
+    parameters = body.get("parameters") or {}
+    binary = {
+        out.get("name") for out in outputs or () if (out.get("parameters") or {}).get("binary_data")
+    }
+    request = OipRequest(
+        id=body.get("id"),
+        binary_outputs=frozenset(binary),
+        all_binary=bool(parameters.get("binary_data_output", False)),
+        requested_outputs=tuple(out.get("name") for out in outputs) if outputs else None,
+    )
+    return fields, request
+
+
+def _read_tensor(tensor, blob: bytes, offset: int):
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise InvalidField("every v2 input needs a 'name'", "inputs")
+    name, datatype = tensor["name"], str(tensor.get("datatype", "")).upper()
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is None:
+        data = tensor.get("data")
+        if not isinstance(data, list):
+            data = [data]
+        return name, _flatten(data), offset
+    if not isinstance(size, int) or size < 0 or offset + size > len(blob):
+        raise InvalidField(f"input '{name}': binary_data_size does not fit the body", name)
+    chunk = blob[offset : offset + size]
+    if datatype == "BYTES":
+        return name, _split_bytes(chunk, name), offset + size
+    if datatype not in NUMERIC_DTYPES:
+        raise InvalidField(f"input '{name}': unsupported datatype '{datatype}'", name)
+    try:
+        values = np.frombuffer(chunk, dtype=NUMERIC_DTYPES[datatype]).tolist()
+    except ValueError:
+        raise InvalidField(f"input '{name}': {size} bytes is not a whole {datatype}", name) from None
+    return name, values, offset + size
+
+
+def _split_bytes(chunk: bytes, name: str) -> list:
+    values, pos = [], 0
+    while pos < len(chunk):
+        if pos + 4 > len(chunk):
+            raise InvalidField(f"input '{name}': truncated BYTES element length", name)
+        (length,) = struct.unpack_from("<I", chunk, pos)
+        pos += 4
+        if pos + length > len(chunk):
+            raise InvalidField(f"input '{name}': truncated BYTES element", name)
+        values.append(chunk[pos : pos + length])
+        pos += length
+    return values
+
+
+def _flatten(data: list) -> list:
+    out = []
+    for item in data:
+        out.extend(_flatten(item) if isinstance(item, list) else [item])
+    return out
+
+
+@dataclass(frozen=True)
+class OipOutput:
+    name: str
+    datatype: str
+    values: list  # bytes for BYTES tensors
+    text: bool = False  # UTF-8 text, sent as plain strings in JSON
+
+
+def encode_oip(
+    outputs: list, request: OipRequest, model_name: str, model_version: str
+) -> tuple[bytes, dict]:
+    """Outputs -> (body, response headers). BYTES go binary where asked; in JSON, text outputs
+    are plain strings and images base64 (raw image bytes are not valid JSON strings)."""
+    wanted = [o for o in outputs if request.requested_outputs is None or o.name in request.requested_outputs]
+    tensors, blobs = [], []
+    for out in wanted:
+        tensor = {"name": out.name, "datatype": out.datatype, "shape": [len(out.values)]}
+        if request.wants_binary(out.name):
+            blob = b"".join(struct.pack("<I", len(v)) + v for v in out.values)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = [
+                v.decode("utf-8") if out.text else base64.b64encode(v).decode("ascii")
+                for v in out.values
+            ]
+        tensors.append(tensor)
+    document = {"model_name": model_name, "model_version": model_version, "outputs": tensors}
+    if request.id is not None:
+        document["id"] = request.id
+    header = json.dumps(document).encode("utf-8")
+    if not blobs:
+        return header, {"Content-Type": "application/json"}
+    return header + b"".join(blobs), {
+        "Content-Type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }

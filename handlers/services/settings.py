@@ -1,0 +1,31 @@
+"""Settings every capability reads from its archive's `handler:` section, and archive facts."""
+
+import json
+from dataclasses import fields as dataclass_fields
+from pathlib import Path
+
+from handlers.common.images import ImageLimits
+
+
+def from_settings(cls, settings: dict):
+    """Build a frozen settings dataclass from a YAML mapping; unknown keys are config errors."""
+    names = {f.name for f in dataclass_fields(cls)}
+    unknown = sorted(set(settings) - names - {"threads_per_worker"})
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown handler settings {unknown}; known: {sorted(names)}")
+    return cls(**{k: v for k, v in settings.items() if k in names})
+
+
+def image_limits(settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_side_px=settings.max_input_side_px,
+    )
+
+
+def read_archive_manifest(model_dir: Path) -> dict:
+    """The archiver's manifest.json (weights, hashes, lineage); empty for hand-made archives."""
+    path = Path(model_dir) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+

@@ -1,0 +1,70 @@
+"""The one place that knows TorchServe: context properties in, per-request statuses, headers
+and streamed chunks out. Each capability's handler file subclasses this with its Service, so
+moving to another server means another adapter, not a rewrite of the capabilities."""
+
+import http
+import json
+import logging
+from pathlib import Path
+
+from handlers.common.runner import BatchRunner
+from handlers.common.service import Service, ServiceContext
+from imagelab.devices import configure_threads, resolve_device, threads_per_worker
+
+logger = logging.getLogger(__name__)
+
+
+class TorchServeHandler:
+    service_class: type = Service
+
+    def __init__(self):
+        self.service = None
+        self.runner = None
+        self.initialized = False
+
+    def initialize(self, ctx) -> None:
+        properties = ctx.system_properties
+        model_config = ctx.model_yaml_config or {}
+        settings = dict(model_config.get("handler") or {})
+        workers = int(model_config.get("maxWorkers", 1))
+        threads = int(settings.get("threads_per_worker") or threads_per_worker(workers))
+        configure_threads(threads)
+        model = ctx.manifest["model"]
+        context = ServiceContext(
+            model_name=model["modelName"],
+            model_version=model.get("modelVersion", "1.0"),
+            model_dir=Path(properties["model_dir"]),
+            settings=settings,
+            device=resolve_device(properties.get("gpu_id")),
+        )
+        self.service = self.service_class()
+        self.service.setup(context)
+        self.runner = BatchRunner(self.service, context.model_name, context.model_version)
+        logger.info(
+            "%s %s ready on %s with %d thread(s)",
+            context.model_name, context.model_version, context.device, threads,
+        )
+        self.initialized = True
+
+    def handle(self, data: list, ctx) -> list:
+        if ctx.get_request_header(0, "describe") == "True":
+            return [json.dumps(self.service.describe())]
+        batch = [(raw, ctx.get_all_request_header(i)) for i, raw in enumerate(data)]
+
+        def send_chunk(index: int, chunk: bytes) -> None:
+            from ts.handler_utils.utils import send_intermediate_predict_response
+
+            ctx.set_response_content_type(index, "application/x-ndjson")
+            send_intermediate_predict_response(
+                {index: chunk}, {index: ctx.request_ids[index]}, "Intermediate", 200, ctx
+            )
+
+        replies = self.runner.run(batch, send_chunk)
+        for index, reply in enumerate(replies):
+            ctx.set_response_status(reply.status, http.HTTPStatus(reply.status).phrase, index)
+            for key, value in reply.headers.items():
+                if key.lower() == "content-type":
+                    ctx.set_response_content_type(index, value)
+                else:
+                    ctx.set_response_header(index, key, value)
+        return [reply.body for reply in replies]

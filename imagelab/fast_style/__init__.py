@@ -1,0 +1,1 @@
+"""Feed-forward style transfer (Johnson, Alahi and Fei-Fei 2016)."""

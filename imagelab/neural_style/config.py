@@ -1,0 +1,96 @@
+"""Settings of one Gatys style transfer run, validated at construction."""
+
+import math
+from dataclasses import dataclass
+
+from imagelab.neural_style.vgg import POOLING_MODES
+
+STEPS_RANGE = (1, 1000)
+MAX_SIDE_PX_RANGE = (64, 1024)
+WEIGHT_RANGE = (0.0, 1e9)
+SEED_RANGE = (0, 2**63 - 1)
+TIME_BUDGET_S_MAX = 3600.0
+ADAM_LEARNING_RATE_RANGE = (1e-5, 1.0)
+INIT_MODES = ("content", "noise")
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    # bool is an int subclass; True steps is a caller bug, not 1 step.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_choice(name: str, value: object, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{name} must be one of {list(accepted)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class NeuralStyleConfig:
+    """One run of `transfer`.
+
+    steps: optimisation steps; one step is one loss-and-gradient evaluation, for L-BFGS too
+        (see `transfer`).
+    max_side_px: the content is resized so its longest side is exactly this; the style image
+        is resized to the same longest side, keeping its own aspect.
+    content_weight, style_weight, tv_weight: weights of the relative content and style errors
+        and of the total variation of the [0, 1] image (see losses.py for their scale). The
+        defaults were chosen on random-weight VGG19s (no real weights offline): at 10 the style
+        dominates while the content's outlines stay; tune them on real weights.
+    init: start from the content image ("content") or from uniform noise drawn with `seed`.
+    preserve_color: transfer luminance only and keep the content's chroma (Gatys et al. 2016,
+        "Preserving Color in Neural Artistic Style Transfer").
+    time_budget_s: wall-clock limit; when it passes the best image so far is returned.
+    pooling: "avg" replaces VGG's max-pools by average pools. Default "avg": Gatys et al. found
+        it gives slightly more appealing results, and it passes gradient to every pixel of each
+        2x2 window rather than one, which smooths the early steps of a short CPU run.
+    adam_learning_rate: step size for optimizer="adam", in [0, 1] pixel units.
+    """
+
+    steps: int = 100
+    max_side_px: int = 256
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 1.0
+    init: str = "content"
+    optimizer: str = "lbfgs"
+    seed: int = 0
+    preserve_color: bool = False
+    time_budget_s: float | None = None
+    pooling: str = "avg"
+    adam_learning_rate: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check_int("steps", self.steps, *STEPS_RANGE)
+        _check_int("max_side_px", self.max_side_px, *MAX_SIDE_PX_RANGE)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _check_number(name, getattr(self, name), *WEIGHT_RANGE)
+        if self.content_weight == 0 and self.style_weight == 0:
+            raise ValueError("content_weight and style_weight must not both be 0")
+        _check_choice("init", self.init, INIT_MODES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_int("seed", self.seed, *SEED_RANGE)
+        if not isinstance(self.preserve_color, bool):
+            raise ValueError(f"preserve_color must be true or false, got {self.preserve_color!r}")
+        if self.time_budget_s is not None and (
+            isinstance(self.time_budget_s, bool)
+            or not isinstance(self.time_budget_s, (int, float))
+            or not 0 < self.time_budget_s <= TIME_BUDGET_S_MAX
+        ):
+            raise ValueError(
+                f"time_budget_s must be None or a number in (0, {TIME_BUDGET_S_MAX:g}], "
+                f"got {self.time_budget_s!r}"
+            )
+        _check_choice("pooling", self.pooling, POOLING_MODES)
+        _check_number("adam_learning_rate", self.adam_learning_rate, *ADAM_LEARNING_RATE_RANGE)
