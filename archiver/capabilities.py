@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from archiver.layout import REPO_ROOT, STATE_DICT_SUFFIXES, WeightsLayout
+from archiver.layout import REPO_ROOT, STATE_DICT_SUFFIXES, ResolvedWeight, WeightsLayout
 
 FAST_STYLE_BUILTIN = ("candy", "mosaic", "udnie", "rain_princess")
 
@@ -53,11 +53,33 @@ def plan_fast_style(layout: WeightsLayout) -> ArchivePlan:
     return ArchivePlan(weights, {"styles": style_files, "synthetic_styles": synthetic})
 
 
+def plan_neural_style(layout: WeightsLayout) -> ArchivePlan:
+    """The first torchvision VGG19 state dict in weights/vgg19/, else a tiny synthetic one."""
+    from imagelab.neural_style import synthesize_tiny_vgg19
+
+    real = layout.first_real_in("vgg19")
+    resolved = (
+        ResolvedWeight(real, synthetic=False) if real is not None
+        else layout.resolve_file("vgg19/vgg19_tiny", synthesize_tiny_vgg19)
+    )
+    archive_path = f"weights/vgg19{resolved.path.suffix}"
+    return ArchivePlan(
+        [WeightFile(resolved.path, archive_path, resolved.synthetic)],
+        {"vgg_weights": archive_path, "synthetic": resolved.synthetic},
+    )
+
+
 CAPABILITIES = {
     "fast_style": Capability(
         "fast_style",
         REPO_ROOT / "handlers" / "fast_style_handler.py",
         REPO_ROOT / "archiver" / "configs" / "fast_style.yaml",
         plan_fast_style,
+    ),
+    "neural_style": Capability(
+        "neural_style",
+        REPO_ROOT / "handlers" / "neural_style_handler.py",
+        REPO_ROOT / "archiver" / "configs" / "neural_style.yaml",
+        plan_neural_style,
     ),
 }

@@ -40,6 +40,15 @@ class WeightsLayout:
                 return path
         return None
 
+    def first_real_in(self, folder: str) -> Optional[Path]:
+        """The first state-dict file (by name) in weights/{folder}/, for single-file folders
+        whose file names vary (vgg19-dcbb9e9d.pth)."""
+        directory = self.root / folder
+        if not directory.is_dir():
+            return None
+        files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in STATE_DICT_SUFFIXES)
+        return files[0] if files else None
+
     def resolve_file(self, stem: str, synthesize: Callable[[Path], Path]) -> ResolvedWeight:
         """The real file for `stem`, else its synthetic twin (made once, then reused)."""
         real = self.find_real(stem)

@@ -106,3 +106,13 @@ def photo_png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(skimage.data.chelsea()).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def texture_png() -> bytes:
+    """A real texture (scikit-image's brick), as PNG."""
+    import skimage.data
+
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.brick()).convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()

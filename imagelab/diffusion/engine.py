@@ -1,0 +1,265 @@
+"""Stable Diffusion 1.5 text-to-image with per-request LoRA styles, server-agnostic.
+
+One `DiffusionEngine` holds one diffusers `StableDiffusionPipeline` loaded from a local folder,
+with every style LoRA (and optionally the LCM-LoRA) loaded once as a named PEFT adapter.
+`generate` groups jobs that can share a pipeline call and runs each group as one call.
+"""
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# Belt and braces: huggingface_hub reads this once, at its import; what guarantees no hub
+# access is local_files_only=True on every load below.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from diffusers import (  # noqa: E402
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    LCMScheduler,
+    StableDiffusionPipeline,
+)
+
+from imagelab.diffusion.batching import per_job_unet_calls  # noqa: E402
+from imagelab.diffusion.jobs import (  # noqa: E402
+    LCM_ADAPTER_NAME,
+    NO_STYLE,
+    DiffusionSettings,
+    GenerationJob,
+    GenerationResult,
+    GroupKey,
+    NonFiniteImageError,
+    PromptTooLongError,
+    group_jobs,
+)
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,
+    "dpmpp": DPMSolverMultistepScheduler,  # DPM-Solver++(2M), Lu et al. 2022
+    "euler_a": EulerAncestralDiscreteScheduler,
+    "lcm": LCMScheduler,  # few-step sampling with the LCM-LoRA (Luo et al. 2023)
+}
+
+OnStep = Callable[[int, int, int], None]  # (job_index, step 1..of, of)
+
+
+def load_pipeline(model_dir: Path, device: str, torch_dtype: torch.dtype) -> StableDiffusionPipeline:
+    """Load a diffusers SD 1.5 folder from disk only: no hub access, safetensors weights only."""
+    if not (Path(model_dir) / "model_index.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a diffusers folder (no model_index.json)")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(model_dir), local_files_only=True, use_safetensors=True, dtype=torch_dtype
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def load_lora_adapter(pipe: StableDiffusionPipeline, path: Path, adapter_name: str) -> None:
+    """Load a diffusers- or kohya-layout .safetensors LoRA as a named adapter (see lora.py)."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise FileNotFoundError(f"LoRA {adapter_name!r}: {path} is not a .safetensors file")
+    pipe.load_lora_weights(
+        str(path.parent),
+        weight_name=path.name,
+        adapter_name=adapter_name,
+        use_safetensors=True,
+        local_files_only=True,
+    )
+
+
+class DiffusionEngine:
+    def __init__(self, settings: DiffusionSettings):
+        self.settings = settings
+        self.torch_dtype = settings.torch_dtype
+        self.pipe = load_pipeline(settings.model_dir, settings.device, self.torch_dtype)
+        self._scheduler_config = dict(self.pipe.scheduler.config)
+        for name, path in settings.adapters.items():
+            load_lora_adapter(self.pipe, path, name)
+        if settings.lcm_adapter_path is not None:
+            load_lora_adapter(self.pipe, settings.lcm_adapter_path, LCM_ADAPTER_NAME)
+        self._has_adapters = bool(settings.adapters) or settings.lcm_adapter_path is not None
+        self._vae_fp32 = None  # made on the first non-finite decode
+        self.vae_fp32_retries = 0
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return (NO_STYLE, *self.settings.adapters)
+
+    @property
+    def schedulers(self) -> tuple[str, ...]:
+        names = tuple(SCHEDULERS)
+        return names if self.settings.lcm_adapter_path is not None else tuple(n for n in names if n != "lcm")
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.pipe.tokenizer.model_max_length
+
+    @property
+    def native_size_px(self) -> int:
+        """The image side the UNet was trained at: 512 for SD 1.5, 64 for the tiny model."""
+        return self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+
+    @property
+    def has_safety_checker(self) -> bool:
+        return self.pipe.safety_checker is not None
+
+    def count_tokens(self, prompt: str) -> int:
+        """CLIP tokens of `prompt` including BOS and EOS, untruncated."""
+        return len(self.pipe.tokenizer(prompt, truncation=False).input_ids)
+
+    def validate_job(self, job: GenerationJob) -> None:
+        """Raise ValueError (PromptTooLongError for prompts) if this engine cannot run `job`."""
+        if job.style not in self.styles:
+            raise ValueError(f"style must be one of {self.styles}, got {job.style!r}")
+        if job.scheduler not in self.schedulers:
+            raise ValueError(f"scheduler must be one of {self.schedulers}, got {job.scheduler!r}")
+        for field_name in ("prompt", "negative_prompt"):
+            token_count = self.count_tokens(getattr(job, field_name))
+            if token_count > self.max_prompt_tokens:
+                raise PromptTooLongError(field_name, token_count, self.max_prompt_tokens)
+
+    def generate(self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None) -> list[GenerationResult]:
+        """Run `jobs` and return one result per job, in order.
+
+        Jobs that agree on style and scale, steps, size, scheduler and guidance run as one
+        pipeline call with one torch.Generator per image; each job still gets exactly the
+        image it gets alone (batching.py). `on_step(job_index, step, of)` is called after
+        every denoising step for each job of the running group, steps counted from 1.
+        Every job is validated before any runs.
+        """
+        jobs = list(jobs)
+        for index, job in enumerate(jobs):
+            try:
+                self.validate_job(job)
+            except ValueError as error:
+                error.add_note(f"in job {index} of {len(jobs)}")
+                raise
+        results: list[GenerationResult | None] = [None] * len(jobs)
+        for key, indices in group_jobs(jobs).items():
+            group_results = self._run_group(key, indices, [jobs[i] for i in indices], on_step)
+            for index, result in zip(indices, group_results):
+                results[index] = result
+        return results
+
+    def _activate_adapters(self, key: GroupKey) -> None:
+        if not self._has_adapters:
+            return
+        names, weights = [], []
+        if key.style != NO_STYLE:
+            names.append(key.style)
+            weights.append(key.style_scale)
+        if key.scheduler == "lcm":
+            names.append(LCM_ADAPTER_NAME)
+            weights.append(1.0)
+        if names:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters(names, adapter_weights=weights)
+        else:
+            self.pipe.disable_lora()  # the exact base model, not a zero-weighted sum
+
+    def _encode_prompts(self, jobs: list[GenerationJob], guided: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per job, so no prompt's embedding depends on its neighbours' (batching.py)."""
+        positive, negative = [], []
+        for job in jobs:
+            prompt_embeds, negative_embeds = self.pipe.encode_prompt(
+                job.prompt, self.pipe.device, job.num_images, guided, job.negative_prompt
+            )
+            positive.append(prompt_embeds)
+            negative.append(negative_embeds)
+        return torch.cat(positive), torch.cat(negative) if guided else None
+
+    def _run_group(
+        self, key: GroupKey, indices: list[int], jobs: list[GenerationJob], on_step: OnStep | None
+    ) -> list[GenerationResult]:
+        start_s = time.perf_counter()
+        self._activate_adapters(key)
+        self.pipe.scheduler = SCHEDULERS[key.scheduler].from_config(self._scheduler_config)
+        guided = key.guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
+        with torch.inference_mode():
+            prompt_embeds, negative_embeds = self._encode_prompts(jobs, guided)
+        encoded_s = time.perf_counter()
+
+        spans, stop = [], 0
+        for job in jobs:
+            spans.append((stop, stop + job.num_images))
+            stop += job.num_images
+        # CPU generators: the same seed gives the same starting noise on every device.
+        generators = [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
+
+        def step_callback(pipe, step_index, timestep, callback_kwargs):
+            if on_step is not None:
+                for job_index in indices:
+                    on_step(job_index, step_index + 1, pipe.num_timesteps)
+            return {}
+
+        invariant = self.settings.batch_invariant and len(jobs) > 1
+        with per_job_unet_calls(self.pipe.unet, spans) if invariant else contextlib.nullcontext():
+            latents = self.pipe(
+                prompt_embeds=prompt_embeds,
+                negative_prompt_embeds=negative_embeds,
+                num_inference_steps=key.steps,
+                guidance_scale=key.guidance_scale,
+                width=key.width,
+                height=key.height,
+                generator=generators,
+                output_type="latent",
+                callback_on_step_end=step_callback,
+            ).images  # (images, C_latent, H / f, W / f)
+        denoised_s = time.perf_counter()
+
+        images, nsfw, retries = [], [], []
+        with torch.inference_mode():
+            for row in range(latents.shape[0]):
+                image, retried = self._decode_safely(latents[row : row + 1])
+                image, flags = self.pipe.run_safety_checker(image, self.pipe.device, prompt_embeds.dtype)
+                flagged = bool(flags[0]) if flags is not None else False
+                images += self.pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[not flagged])
+                nsfw.append(flagged)
+                retries.append(int(retried))
+        done_s = time.perf_counter()
+
+        timings_ms = {
+            "text_encode": (encoded_s - start_s) * 1e3,
+            "denoise": (denoised_s - encoded_s) * 1e3,
+            "decode": (done_s - denoised_s) * 1e3,
+            "total": (done_s - start_s) * 1e3,
+        }
+        return [
+            GenerationResult(
+                images=images[a:b],
+                seeds=job.seeds,
+                nsfw=nsfw[a:b] if self.has_safety_checker else None,
+                timings_ms=dict(timings_ms),
+                batch_images=stop,
+                vae_fp32_retries=sum(retries[a:b]),
+            )
+            for job, (a, b) in zip(jobs, spans)
+        ]
+
+    def _decode_safely(self, latents: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Decode one image (1, C, h, w) -> (1, 3, H, W) in [-1, 1]; returns (image, retried_in_fp32).
+
+        A float16 VAE can overflow to NaN (SD 1.5's VAE is known to), which would come out as a
+        black image; such decodes are redone in float32 with a lazily made float32 VAE copy.
+        """
+        if not torch.isfinite(latents).all():
+            raise NonFiniteImageError("the denoised latents hold NaN/inf; no decode can fix that")
+        vae = self.pipe.vae
+        image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        if torch.isfinite(image).all():
+            return image, False
+        if vae.dtype == torch.float32:
+            raise NonFiniteImageError("the VAE decode gave NaN/inf in float32")
+        if self._vae_fp32 is None:
+            self._vae_fp32 = copy.deepcopy(vae).to(torch.float32)
+        image = self._vae_fp32.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+        if not torch.isfinite(image).all():
+            raise NonFiniteImageError("the VAE decode gave NaN/inf even in float32")
+        self.vae_fp32_retries += 1
+        return image, True
