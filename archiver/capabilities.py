@@ -69,6 +69,55 @@ def plan_neural_style(layout: WeightsLayout) -> ArchivePlan:
     )
 
 
+TXT2IMG_BUILTIN = ("monet", "van_gogh")
+RESERVED_LORAS = ("animals", "lcm")
+
+
+def _plan_diffusion(layout: WeightsLayout, adapters: list) -> ArchivePlan:
+    """SD 1.5 base by reference when real (gigabytes, shared by every version), embedded when
+    tiny; LoRA files always embedded (megabytes)."""
+    from imagelab.diffusion import synthesize_tiny_lora, synthesize_tiny_sd15
+
+    base = layout.resolve_dir("sd15", "model_index.json", synthesize_tiny_sd15)
+    weights, synthetic, files = [], [], {}
+    if base.synthetic:
+        weights.append(WeightFile(base.path, "sd15", synthetic=True))
+        synthetic.append("base_model")
+    for offset, name in enumerate(adapters + ["lcm"]):
+        resolved = layout.resolve_file(
+            f"lora/{name}",
+            lambda out, seed=offset: synthesize_tiny_lora(out, base.path / "unet", seed=100 + seed),
+        )
+        archive_path = f"lora/{name}{resolved.path.suffix}"
+        weights.append(WeightFile(resolved.path, archive_path, resolved.synthetic))
+        files[name] = archive_path
+        if resolved.synthetic:
+            synthetic.append(name)
+    settings = {
+        "base_model": "sd15" if base.synthetic else str(base.path.resolve()),
+        "adapters": {n: files[n] for n in adapters},
+        "lcm_adapter": files["lcm"],
+        "synthetic": synthetic,
+    }
+    if base.synthetic:
+        settings["dtype"] = "float32"  # the tiny model gains nothing from bf16
+    return ArchivePlan(weights, settings, None if base.synthetic else str(base.path.resolve()))
+
+
+def plan_txt2img(layout: WeightsLayout) -> ArchivePlan:
+    """Built-in styles plus every other LoRA in weights/lora/ (trained styles)."""
+    styles = list(TXT2IMG_BUILTIN)
+    lora_dir = layout.root / "lora"
+    if lora_dir.is_dir():
+        found = sorted(p.stem for p in lora_dir.glob("*.safetensors"))
+        styles += [s for s in found if s not in styles and s not in RESERVED_LORAS]
+    return _plan_diffusion(layout, styles)
+
+
+def plan_animals(layout: WeightsLayout) -> ArchivePlan:
+    return _plan_diffusion(layout, ["animals"])
+
+
 CAPABILITIES = {
     "fast_style": Capability(
         "fast_style",
@@ -81,5 +130,17 @@ CAPABILITIES = {
         REPO_ROOT / "handlers" / "neural_style_handler.py",
         REPO_ROOT / "archiver" / "configs" / "neural_style.yaml",
         plan_neural_style,
+    ),
+    "txt2img": Capability(
+        "txt2img",
+        REPO_ROOT / "handlers" / "txt2img_handler.py",
+        REPO_ROOT / "archiver" / "configs" / "txt2img.yaml",
+        plan_txt2img,
+    ),
+    "animals": Capability(
+        "animals",
+        REPO_ROOT / "handlers" / "animals_handler.py",
+        REPO_ROOT / "archiver" / "configs" / "animals.yaml",
+        plan_animals,
     ),
 }

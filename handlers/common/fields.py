@@ -68,16 +68,19 @@ class Fields:
         if not isinstance(value, (str, bytes, bytearray)):
             raise InvalidField(f"'{name}' must be an image file or a base64 string", name)
         encoded = value.encode("ascii", "replace") if isinstance(value, str) else bytes(value)
-        encoded = _DATA_URL.sub(b"", encoded.strip(), count=1)
+        encoded = re.sub(rb"\s+", b"", _DATA_URL.sub(b"", encoded.strip(), count=1))
         if len(encoded) > (max_bytes * 4) // 3 + 4:
             raise TooLarge(f"'{name}' is larger than {max_bytes} bytes", name)
         try:
-            return base64.b64decode(encoded, validate=True)
+            decoded = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidField(
                 f"'{name}' is neither an image (JPEG, PNG, WEBP) nor valid base64 image data",
                 name,
             ) from None
+        if len(decoded) > max_bytes:
+            raise TooLarge(f"'{name}' is larger than {max_bytes} bytes", name)
+        return decoded
 
     def text(self, name: str, default: Optional[str], max_chars: int) -> Optional[str]:
         value = self._text_value(name)
@@ -148,7 +151,11 @@ def _to_number(name: str, value) -> float:
             value = float(value.strip())
         except ValueError:
             raise InvalidField(f"'{name}' must be a number; got '{value[:40]}'", name) from None
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        finite = isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # a JSON integer beyond float range
+        finite = False
+    if not finite:
         raise InvalidField(f"'{name}' must be a finite number", name)
     return value
 

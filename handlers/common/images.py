@@ -36,6 +36,8 @@ def decode_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
         )
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError:
+        raise TooLarge(f"'{field}' decompresses to too many pixels", field) from None
     except Exception:
         raise InvalidField(
             f"'{field}' could not be decoded as an image; accepted formats: JPEG, PNG, WEBP",

@@ -49,6 +49,8 @@ def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
     if header_length is not None:
         try:
             split = int(header_length)
+            if not isinstance(body, (bytes, bytearray)):
+                raise TypeError
             raw = bytes(body)
             if not 0 < split <= len(raw):
                 raise ValueError
@@ -67,9 +69,14 @@ def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
     if offset != len(blob):
         raise InvalidField("binary tensor data is longer than the inputs declare", "inputs")
     outputs = body.get("outputs")
-    parameters = body.get("parameters") or {}
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(isinstance(o, dict) and isinstance(_object(o, "outputs"), dict) for o in outputs)
+    ):
+        raise InvalidField("'outputs' must be a list of objects", "outputs")
+    parameters = _object(body, "parameters")
     binary = {
-        out.get("name") for out in outputs or () if (out.get("parameters") or {}).get("binary_data")
+        out.get("name") for out in outputs or () if _object(out, "outputs").get("binary_data")
     }
     request = OipRequest(
         id=body.get("id"),
@@ -84,7 +91,7 @@ def _read_tensor(tensor, blob: bytes, offset: int):
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise InvalidField("every v2 input needs a 'name'", "inputs")
     name, datatype = tensor["name"], str(tensor.get("datatype", "")).upper()
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = _object(tensor, name).get("binary_data_size")
     if size is None:
         data = tensor.get("data")
         if not isinstance(data, list):
@@ -102,6 +109,15 @@ def _read_tensor(tensor, blob: bytes, offset: int):
     except ValueError:
         raise InvalidField(f"input '{name}': {size} bytes is not a whole {datatype}", name) from None
     return name, values, offset + size
+
+
+def _object(holder: dict, field: str) -> dict:
+    value = holder.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidField("'parameters' must be an object", field)
+    return value
 
 
 def _split_bytes(chunk: bytes, name: str) -> list:

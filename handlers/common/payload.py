@@ -39,7 +39,9 @@ def parse_payload(
         return Payload({**fields, **oip_fields}, oip)
     if isinstance(body, dict):
         return Payload({**fields, **body})
-    content_type = lowered.get("content-type", "").split(";")[0].strip()
+    if not isinstance(body, (bytes, bytearray, str)):  # a parsed JSON array or scalar
+        raise InvalidField("the JSON body must be an object of fields", "body")
+    content_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or isinstance(body, str):
         return Payload({**fields, **_json_object(body)})
     if raw_image_field is None:

@@ -71,7 +71,7 @@ def error_reply(error: RequestError, oip: OipRequest = None, streaming: bool = F
     if oip is not None:
         body["error"] = error.message  # what Triton's clients read
     if streaming:
-        return Reply(200, stream_line({"type": "error", **body}), {"Content-Type": NDJSON})
+        return Reply(200, stream_line({**body, "type": "error", "error_type": body["type"]}), {"Content-Type": NDJSON})
     return Reply(error.status, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"})
 
 

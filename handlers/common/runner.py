@@ -70,6 +70,9 @@ class BatchRunner:
         except Exception as error:  # answer every request; the worker lives on
             logger.exception("predict failed for a batch of %d", len(pending))
             results = [_fault(error)] * len(pending)
+        if not isinstance(results, list) or len(results) != len(pending):
+            logger.error("predict returned %r for %d requests", type(results), len(pending))
+            results = [ServerFault("internal error while predicting")] * len(pending)
         predict_ms = (time.perf_counter() - started) * 1000
         for item, result in zip(pending, results):
             streaming = item.index in streamed
@@ -77,7 +80,9 @@ class BatchRunner:
                 replies[item.index] = error_reply(result, item.oip, streaming)
                 continue
             if not isinstance(result, ImageResult):
-                raise TypeError(f"{type(self.service).__name__}.predict returned {type(result)}")
+                logger.error("%s.predict returned %r", type(self.service).__name__, type(result))
+                replies[item.index] = error_reply(ServerFault("internal error while predicting"), item.oip, streaming)
+                continue
             result.timings_ms = {"decode": item.decode_ms, "batch_predict": predict_ms, **result.timings_ms}
             try:
                 replies[item.index] = result_reply(
