@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: serve test archives weights weights-status venv java lint clean
+.PHONY: serve serve-deploy test archives weights weights-status venv java lint clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ archives: venv
 
 serve: venv java archives
 	$(PY) -m archiver serve
+
+# The same server with the model-management API open, for `python -m archiver deploy`.
+serve-deploy: venv java archives
+	$(PY) -m archiver serve --allow-deploy
 
 test: venv java weights
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -182,12 +182,13 @@ class TorchServe:
             self.process.wait()
 
 
-def serve_foreground(store: Path, workdir: Path) -> None:
-    """`make serve`: the newest archive of every model on the default ports until Ctrl-C."""
+def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = None) -> None:
+    """`make serve`: the newest archive of every model on the default ports until Ctrl-C.
+    overrides: config.properties values for this server only (deploy.py: enable_model_api)."""
     models = latest_archives(store)
     if not models:
         raise SystemExit(f"no archives in {store}; run `make archives` first")
-    server = TorchServe(workdir, store, models)
+    server = TorchServe(workdir, store, models, overrides=overrides)
     server.start(console=True)
     print(f"TorchServe starting in {workdir} with {', '.join(f'{m} ({a})' for m, a in models.items())}")
     for model, archive in models.items():

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from handlers.common.faults import FaultInjector
 from handlers.common.runner import BatchRunner
 from handlers.common.service import Service, ServiceContext
 from imagelab.devices import configure_threads, resolve_device, threads_per_worker
@@ -39,7 +40,12 @@ class TorchServeHandler:
         )
         self.service = self.service_class()
         self.service.setup(context)
-        self.runner = BatchRunner(self.service, context.model_name, context.model_version)
+        faults = FaultInjector(enabled=bool(settings.get("fault_injection", False)))
+        if faults.enabled:
+            logger.warning("%s: FAULT INJECTION ENABLED (test archive; never serve it)", context.model_name)
+        self.runner = BatchRunner(
+            self.service, context.model_name, context.model_version, TorchServeMetrics(ctx), faults
+        )
         logger.info(
             "%s %s ready on %s with %d thread(s)",
             context.model_name, context.model_version, context.device, threads,
@@ -68,3 +74,21 @@ class TorchServeHandler:
                 else:
                     ctx.set_response_header(index, key, value)
         return [reply.body for reply in replies]
+
+
+class TorchServeMetrics:
+    """handlers.common.metrics.MetricsSink over TorchServe's metrics cache; with
+    `model_metrics_auto_detect=true` the frontend exports them on the Prometheus port."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def count(self, name: str, value: float, dimensions: dict) -> None:
+        from ts.metrics.dimension import Dimension
+
+        self.ctx.metrics.add_counter(name, value, None, [Dimension(k, str(v)) for k, v in dimensions.items()])
+
+    def gauge_ms(self, name: str, value_ms: float, dimensions: dict) -> None:
+        from ts.metrics.dimension import Dimension
+
+        self.ctx.metrics.add_time(name, value_ms, None, "ms", [Dimension(k, str(v)) for k, v in dimensions.items()])

@@ -4,10 +4,13 @@ its own 4xx while its neighbours succeed (as Triton's Python backend answers per
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Optional
+from typing import Callable, Optional
 
+from handlers.common import metrics as m
 from handlers.common.errors import OutOfMemory, RequestError, ServerFault
+from handlers.common.faults import FaultInjector
 from handlers.common.fields import Fields
+from handlers.common.metrics import MetricsSink, NullMetrics
 from handlers.common.payload import parse_payload
 from handlers.common.responses import Reply, error_reply, result_reply, stream_line
 from handlers.common.service import ImageResult, Service
@@ -24,38 +27,50 @@ class _Pending:
     request: object
     oip: object
     decode_ms: float
+    started: float
 
 
 class BatchRunner:
-    def __init__(self, service: Service, model_name: str, model_version: str):
+    def __init__(
+        self,
+        service: Service,
+        model_name: str,
+        model_version: str,
+        metrics: MetricsSink = NullMetrics(),
+        faults: FaultInjector = FaultInjector(enabled=False),
+    ):
         self.service = service
         self.model_name = model_name
         self.model_version = model_version
+        self.metrics = metrics
+        self.faults = faults
 
     def run(self, batch: list, send_chunk: Optional[SendChunk] = None) -> list:
         """batch: (request dict, request headers) per request -> one Reply per request."""
         replies: list = [None] * len(batch)
-        pending = []
+        pending, faults = [], []
         for index, (raw, headers) in enumerate(batch):
             started = time.perf_counter()
             payload = None
             try:
                 payload = parse_payload(raw, headers, self.service.raw_image_field)
-                request = self.service.decode_request(Fields(payload.fields))
+                fields = dict(payload.fields)
+                faults.append(self.faults.take(fields))
+                request = self.service.decode_request(Fields(fields))
                 if payload.oip is not None:
                     request.output = replace(request.output, stream=False)  # v2 has no stream
                 decode_ms = (time.perf_counter() - started) * 1000
-                pending.append(_Pending(index, request, payload.oip, decode_ms))
+                pending.append(_Pending(index, request, payload.oip, decode_ms, started))
             except RequestError as error:
-                replies[index] = error_reply(error, payload.oip if payload else None)
+                replies[index] = self._reject(error, payload.oip if payload else None)
             except Exception:  # a bug, not bad input: say so and keep the trace
                 logger.exception("decoding request %d failed", index)
-                replies[index] = error_reply(ServerFault("internal error while decoding"))
+                replies[index] = self._reject(ServerFault("internal error while decoding"))
         if pending:
-            self._predict(pending, replies, send_chunk)
+            self._predict(pending, replies, send_chunk, [f for f in faults if f])
         return replies
 
-    def _predict(self, pending: list, replies: list, send_chunk: Optional[SendChunk]) -> None:
+    def _predict(self, pending: list, replies: list, send_chunk: Optional[SendChunk], faults: list) -> None:
         streamed = set()
 
         def progress(position: int, event: dict) -> None:
@@ -66,6 +81,7 @@ class BatchRunner:
 
         started = time.perf_counter()
         try:
+            self.faults.apply(faults)
             results = self.service.predict([p.request for p in pending], progress)
         except Exception as error:  # answer every request; the worker lives on
             logger.exception("predict failed for a batch of %d", len(pending))
@@ -76,12 +92,11 @@ class BatchRunner:
         predict_ms = (time.perf_counter() - started) * 1000
         for item, result in zip(pending, results):
             streaming = item.index in streamed
-            if isinstance(result, RequestError):
-                replies[item.index] = error_reply(result, item.oip, streaming)
-                continue
-            if not isinstance(result, ImageResult):
+            if not isinstance(result, (RequestError, ImageResult)):
                 logger.error("%s.predict returned %r", type(self.service).__name__, type(result))
-                replies[item.index] = error_reply(ServerFault("internal error while predicting"), item.oip, streaming)
+                result = ServerFault("internal error while predicting")
+            if isinstance(result, RequestError):
+                replies[item.index] = self._reject(result, item.oip, streaming)
                 continue
             result.timings_ms = {"decode": item.decode_ms, "batch_predict": predict_ms, **result.timings_ms}
             try:
@@ -90,7 +105,23 @@ class BatchRunner:
                 )
             except Exception:
                 logger.exception("encoding response %d failed", item.index)
-                replies[item.index] = error_reply(ServerFault("internal error while encoding"), item.oip, streaming)
+                replies[item.index] = self._reject(ServerFault("internal error while encoding"), item.oip, streaming)
+                continue
+            self._count_success(result, (time.perf_counter() - item.started) * 1000)
+
+    def _reject(self, error: RequestError, oip=None, streaming: bool = False) -> Reply:
+        if isinstance(error, ServerFault):
+            self.metrics.count(m.SERVER_FAULTS, 1, {})
+        else:
+            self.metrics.count(m.REJECTED_REQUESTS, 1, {"Reason": error.type, "Field": error.field or "-"})
+        return error_reply(error, oip, streaming)
+
+    def _count_success(self, result: ImageResult, latency_ms: float) -> None:
+        self.metrics.count(m.IMAGES_PRODUCED, len(result.images), {})
+        self.metrics.gauge_ms(m.REQUEST_LATENCY_MS, latency_ms, {})
+        retries = result.extra.get("vae_fp32_retries", 0)
+        if retries:
+            self.metrics.count(m.NAN_DECODE_RETRIES, retries, {})
 
 
 def _fault(error: Exception) -> RequestError:

@@ -3,11 +3,12 @@
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from handlers.common.errors import InvalidField, PromptTooLong
+from handlers.common.errors import DeadlineExceeded, InvalidField, PromptTooLong
 from handlers.common.fields import Fields
 from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_field_descriptions
 from handlers.services.settings import from_settings, read_archive_manifest
@@ -38,12 +39,17 @@ class DiffusionServiceSettings:
     min_size_px: int = 64
     max_size_px: int = 1024
     max_images: int = 4
+    # Under the archive's responseTimeout: past it TorchServe kills the worker and answers 500
+    # "Worker died."; the handler stops first and answers 504 itself.
+    time_budget_s: float = 540.0
 
     def __post_init__(self):
         if not 64 <= self.min_size_px <= self.max_size_px or self.min_size_px % 8 or self.max_size_px % 8:
             raise ValueError("min_size_px/max_size_px must be multiples of 8 with 64 <= min <= max")
         if not 1 <= self.max_images <= 16:
             raise ValueError("max_images must be from 1 to 16")
+        if self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive")
 
 
 @dataclass
@@ -118,10 +124,19 @@ class DiffusionService(Service):
         return job
 
     def predict(self, requests: list, progress) -> list:
+        deadline = time.monotonic() + self.settings.time_budget_s
+
         def on_step(index: int, step: int, of: int) -> None:
             progress(index, {"step": step, "of": of})
+            if time.monotonic() > deadline:
+                raise _BudgetSpent
 
-        generated = self.engine.generate([r.job for r in requests], on_step)
+        try:
+            generated = self.engine.generate([r.job for r in requests], on_step)
+        except _BudgetSpent:
+            message = (f"generation outlived the {self.settings.time_budget_s:g} s budget; "
+                       "ask for fewer steps, smaller images or fewer images")
+            return [DeadlineExceeded(message, "steps") for _ in requests]
         results = []
         for request, result in zip(requests, generated):
             images = [request.postprocess(im) if request.postprocess else im for im in result.images]
@@ -156,6 +171,10 @@ class DiffusionService(Service):
             "max_prompt_tokens": self.engine.max_prompt_tokens,
             "manifest": self.manifest,
         }
+
+
+class _BudgetSpent(Exception):
+    """Raised from the step callback to stop the pipeline mid-run."""
 
 
 def prompt_field(fields: Fields, name: str, required: bool) -> str:

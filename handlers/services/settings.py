@@ -7,10 +7,14 @@ from pathlib import Path
 from handlers.common.images import ImageLimits
 
 
+# Read by the server adapter, not by the services.
+ADAPTER_SETTINGS = {"threads_per_worker", "fault_injection"}
+
+
 def from_settings(cls, settings: dict):
     """Build a frozen settings dataclass from a YAML mapping; unknown keys are config errors."""
     names = {f.name for f in dataclass_fields(cls)}
-    unknown = sorted(set(settings) - names - {"threads_per_worker"})
+    unknown = sorted(set(settings) - names - ADAPTER_SETTINGS)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown handler settings {unknown}; known: {sorted(names)}")
     return cls(**{k: v for k, v in settings.items() if k in names})

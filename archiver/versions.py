@@ -1,0 +1,95 @@
+"""Archive versions in a model store: list them, pick the next one, check one's integrity.
+
+Versions are "major.minor" strings, compared as numbers ("10.0" > "9.0"). A new archive of a
+model gets the next major version; minor versions are left to hand-made fixes.
+"""
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from archiver.build import archive_name
+from archiver.server import ARCHIVE_NAME
+
+FIRST_VERSION = "1.0"
+
+
+class Version(NamedTuple):
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+def parse_version(text: str) -> Version:
+    parts = str(text).split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"version {text!r} is not of the form major.minor (e.g. 1.0, 2.0)")
+    return Version(int(parts[0]), int(parts[1]))
+
+
+def list_versions(store: Path, model: str) -> list:
+    """The versions of `model` with an archive in `store`, lowest first, as strings."""
+    found = []
+    for path in Path(store).glob(f"{model}-*.mar"):
+        match = ARCHIVE_NAME.match(path.name)
+        if match and match["model"] == model:
+            try:
+                found.append(parse_version(match["version"]))
+            except ValueError:
+                continue  # e.g. fast_style-1.2.3.mar: not ours to order
+    return [str(v) for v in sorted(found)]
+
+
+def latest_version(store: Path, model: str) -> Optional[str]:
+    versions = list_versions(store, model)
+    return versions[-1] if versions else None
+
+
+def next_version(store: Path, model: str) -> str:
+    """1.0 for a model without archives, else the next major after the highest one."""
+    latest = latest_version(store, model)
+    return FIRST_VERSION if latest is None else str(Version(parse_version(latest).major + 1, 0))
+
+
+def archive_path(store: Path, model: str, version: str) -> Path:
+    return Path(store) / archive_name(model, str(parse_version(version)))
+
+
+class ArchiveIdentity(NamedTuple):
+    model: str
+    version: str
+
+
+def archive_identity(archive: Path) -> ArchiveIdentity:
+    """Model name and version as TorchServe will register them (from MAR-INF/MANIFEST.json,
+    which is what counts, whatever the file is called)."""
+    with zipfile.ZipFile(archive) as bundle:
+        model = json.loads(bundle.read("MAR-INF/MANIFEST.json"))["model"]
+    return ArchiveIdentity(model["modelName"], model["modelVersion"])
+
+
+def verify_archive(archive: Path) -> list:
+    """Weights inside `archive` whose bytes differ from its manifest.json, or that are missing
+    (empty when all match). Raises ValueError when the archive carries no manifest."""
+    with zipfile.ZipFile(archive) as bundle:
+        try:
+            manifest = json.loads(bundle.read("manifest.json"))
+        except KeyError:
+            raise ValueError(f"{archive} has no manifest.json; build it with `python -m archiver build`") from None
+        names = set(bundle.namelist())
+        bad = []
+        for entry in manifest.get("weights", []):
+            if entry["path"] not in names:
+                bad.append(entry["path"])
+                continue
+            digest = hashlib.sha256()
+            with bundle.open(entry["path"]) as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != entry["sha256"]:
+                bad.append(entry["path"])
+    return bad

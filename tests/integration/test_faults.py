@@ -1,0 +1,123 @@
+"""Fault tests against a real TorchServe of their own: a killed worker, a full queue, a request
+past its response timeout, out of memory. The archive enables fault injection (x_fault), which
+production archives never do."""
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import pytest
+import requests
+import yaml
+
+from archiver.build import build_archive
+from archiver.capabilities import CAPABILITIES
+from archiver.layout import WeightsLayout
+from archiver.server import Ports, TorchServe
+
+from support import assert_error, decode
+
+pytestmark = pytest.mark.slow
+RESPONSE_TIMEOUT_S = 4
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory, photo_jpeg):
+    base = CAPABILITIES["fast_style"]
+    config = yaml.safe_load(base.config.read_text())
+    config.update(batchSize=1, maxBatchDelay=0, responseTimeout=RESPONSE_TIMEOUT_S)
+    config["handler"]["fault_injection"] = True
+    config_path = tmp_path_factory.mktemp("config") / "fast_style.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    store = tmp_path_factory.mktemp("faulty_store")
+    archive = build_archive(replace(base, config=config_path), WeightsLayout.default(), store)
+    server = TorchServe(
+        tmp_path_factory.mktemp("faulty_ts"), store, {"fast_style": archive.name}, Ports.free(),
+        overrides={"job_queue_size": "2"},
+    )
+    server.start()
+    try:
+        server.wait_ready()
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {server.keys().inference}"
+        yield server, session, photo_jpeg
+    finally:
+        server.stop()
+
+
+def post(faulty, timeout_s=60, **fields):
+    server, session, photo = faulty
+    return session.post(f"{server.inference_url}/predictions/fast_style",
+                        files={"image": ("p.jpg", photo)}, data={"max_side_px": "32", **fields}, timeout=timeout_s)
+
+
+def wait_until_serving(faulty, deadline_s=120):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if post(faulty, timeout_s=30).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    raise AssertionError("the server did not serve again")
+
+
+def worker_pid(faulty) -> int:
+    server, _, _ = faulty
+    answer = requests.get(f"{server.management_url}/models/fast_style",
+                          headers={"Authorization": f"Bearer {server.keys().management}"}, timeout=10)
+    return answer.json()[0]["workers"][0]["pid"]
+
+
+def test_out_of_memory_is_507_and_the_worker_lives(faulty):
+    response = post(faulty, x_fault="oom")
+    assert response.status_code == 507
+    assert response.json()["type"] == "OutOfResources"
+    assert "memory" in response.json()["message"]
+    assert decode(post(faulty)).size == (32, 32)
+
+
+def test_fault_field_is_validated(faulty):
+    assert_error(post(faulty, x_fault="explode"), 400, "x_fault")
+
+
+def test_request_past_its_response_timeout_fails_cleanly_and_the_worker_recovers(faulty):
+    started = time.monotonic()
+    response = post(faulty, x_fault=f"sleep:{RESPONSE_TIMEOUT_S + 4}", timeout_s=120)
+    elapsed_s = time.monotonic() - started
+    # TorchServe 0.12 restarts a worker past responseTimeout and answers 500 "Worker died.";
+    # the handlers' own time budgets (504 or a truncated result) stay under it (README).
+    assert response.status_code == 500 and response.json()["message"] == "Worker died."
+    assert elapsed_s < RESPONSE_TIMEOUT_S + 30  # no hang
+    wait_until_serving(faulty)
+
+
+def test_a_full_queue_answers_503_quickly(faulty):
+    def send(_):
+        started = time.monotonic()
+        response = post(faulty, x_fault="sleep:3", timeout_s=120)
+        return response.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    refused = [elapsed for status, elapsed in answers if status == 503]
+    assert refused, answers
+    assert max(refused) < 2.5, answers  # refused at once, not after queueing
+    assert any(status == 200 for status, _ in answers)
+    wait_until_serving(faulty)
+
+
+def test_kill_9_of_a_worker_mid_request(faulty):
+    pid = worker_pid(faulty)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post, faulty, x_fault="sleep:3", timeout_s=120)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        interrupted = pending.result()
+    # A clear error, not a hang: TorchServe takes a killed worker for an OOM kill (507).
+    assert interrupted.status_code == 507 and interrupted.json()["message"] == "Worker died."
+    wait_until_serving(faulty)
+    assert worker_pid(faulty) != pid
