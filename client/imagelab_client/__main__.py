@@ -1,0 +1,7 @@
+"""python -m imagelab_client: the same as the `imagelab` command."""
+
+import sys
+
+from imagelab_client.cli import main
+
+sys.exit(main())
