@@ -1,6 +1,7 @@
 """Build one capability's .mar: stage code, weights, manifest and model-config, run
 torch-model-archiver, and move the result into the store atomically."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,18 +50,31 @@ def build_archive(
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         out = Path(scratch) / "out"
         out.mkdir()
-        generate_model_archive(ModelArchiverConfig(
-            model_name=capability.name,
-            handler=str(capability.handler),
-            version=version,
-            extra_files=str(stage),
-            export_path=str(out),
-            config_file=str(config_path),
-            force=True,
-        ))
+        with _private_tempdir(scratch):
+            generate_model_archive(ModelArchiverConfig(
+                model_name=capability.name,
+                handler=str(capability.handler),
+                version=version,
+                extra_files=str(stage),
+                export_path=str(out),
+                config_file=str(config_path),
+                force=True,
+            ))
         target = store / archive_name(capability.name, version)
         os.replace(out / f"{capability.name}.mar", target)
     return target
+
+
+@contextlib.contextmanager
+def _private_tempdir(path: str):
+    """torch-model-archiver stages in {tempdir}/{model name}: two builds of one model at once
+    (tests, training, a deploy) would share that folder. Give each build its own."""
+    previous = tempfile.tempdir
+    tempfile.tempdir = path
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
 
 
 def _stage_weight(source: Path, destination: Path) -> None:

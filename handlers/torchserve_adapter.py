@@ -66,7 +66,12 @@ class TorchServeHandler:
             )
 
         replies = self.runner.run(batch, send_chunk)
-        for index, reply in enumerate(replies):
+        for index, (reply, (_, headers)) in enumerate(zip(replies, batch)):
+            if _is_grpc(headers):
+                # TorchServe's gRPC StreamPredictions reads this header of the final answer and
+                # restarts the worker when it is missing (a NullPointerException), e.g. when
+                # a request fails before its first progress chunk; unary gRPC ignores it.
+                ctx.set_response_header(index, "ts_stream_next", "false")
             ctx.set_response_status(reply.status, http.HTTPStatus(reply.status).phrase, index)
             for key, value in reply.headers.items():
                 if key.lower() == "content-type":
@@ -74,6 +79,12 @@ class TorchServeHandler:
                 else:
                     ctx.set_response_header(index, key, value)
         return [reply.body for reply in replies]
+
+
+def _is_grpc(headers: dict) -> bool:
+    """gRPC requests reach the handler with no HTTP request headers at all, only the
+    per-field content types that every request has."""
+    return not any(isinstance(value, str) for value in headers.values())
 
 
 class TorchServeMetrics:

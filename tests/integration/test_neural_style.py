@@ -130,3 +130,29 @@ def test_describe(server):
     assert described["fields"]["max_side_px"]["min"] == 64
     assert described["fields"]["optimizer"]["choices"] == ["lbfgs", "adam"]
     assert described["synthetic_weights"] is (WeightsLayout.default().first_real_in("vgg19") is None)
+
+
+def _worker_pid(server, model):
+    return server.management("GET", f"/models/{model}").json()[0]["workers"][0]["pid"]
+
+
+@pytest.mark.parametrize("model,fields", [
+    ("neural_style", {"steps": b"0", "stream": b"true"}),  # fails at decode, before any chunk
+    ("fast_style", {"style": b"candy"}),  # a model that never streams, called with StreamPredictions
+])
+def test_grpc_stream_without_progress_answers_and_keeps_the_worker(server, grpc_stubs, grpc_channel, model, fields, photo_jpeg):
+    """Regression: a final answer with no chunk before it crashed TorchServe's gRPC streaming path
+    and restarted the worker."""
+    inference_pb2, inference_pb2_grpc = grpc_stubs
+    stub = inference_pb2_grpc.InferenceAPIsServiceStub(grpc_channel)
+    pid = _worker_pid(server, model)
+    image_field = "content" if model == "neural_style" else "image"
+    request = inference_pb2.PredictionsRequest(model_name=model, input={image_field: photo_jpeg, **fields})
+    metadata = (("authorization", f"Bearer {server.keys.inference}"),)
+    messages = [m.prediction for m in stub.StreamPredictions(request, metadata=metadata, timeout=120)]
+    assert len(messages) == 1
+    if model == "neural_style":
+        assert json.loads(messages[0])["field"] == "steps"
+    else:
+        assert messages[0][:4] == b"\x89PNG"
+    assert _worker_pid(server, model) == pid

@@ -1,0 +1,203 @@
+"""Training images: a class-folder dataset (one folder per class) and a style dataset (one
+folder of paintings), a seeded stratified train/validation split, seeded augmentation and the
+prompt templates each example is captioned with.
+
+Unreadable images are skipped and counted, never fatal: a scraped dataset always holds a few
+truncated or mislabelled files, and one of them must not end a run hours in.
+"""
+
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image, ImageOps
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from imagelab.diffusion.animals import PROMPT_TEMPLATES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# "a painting in the style of <token>, ...": the token names the style, the rest varies the
+# subject so the LoRA learns the style rather than one caption (DreamBooth/textual-inversion use).
+STYLE_TEMPLATES = (
+    "a painting in the style of {token}",
+    "a painting in the style of {token}, a landscape",
+    "a painting in the style of {token}, a portrait",
+    "a painting in the style of {token}, a city street",
+    "a painting in the style of {token}, flowers in a garden",
+)
+
+
+class Example(NamedTuple):
+    path: Path
+    label: str  # the class name, or the style token
+    prompts: tuple[str, ...]  # the captions it is trained with, one picked per epoch
+
+
+class DatasetSplit(NamedTuple):
+    train: tuple[Example, ...]
+    val: tuple[Example, ...]
+    labels: tuple[str, ...]
+    skipped: tuple[tuple[Path, str], ...]  # (path, reason) of every unreadable image
+
+
+def class_prompts(label: str) -> tuple[str, ...]:
+    """The animals server's own wordings ("a photo of a lion", ...), so training captions and
+    serving prompts agree."""
+    name = label.replace("_", " ").replace("-", " ").strip()
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return tuple(t.format(a_animal=f"{article} {name}") for t in PROMPT_TEMPLATES)
+
+
+def style_prompts(token: str) -> tuple[str, ...]:
+    return tuple(t.format(token=token) for t in STYLE_TEMPLATES)
+
+
+def scan_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder` (suffix case-insensitive), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """None if Pillow decodes the whole image, else why not."""
+    try:
+        with Image.open(path) as image:
+            image.convert("RGB").load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _readable(paths: list[Path], skipped: list) -> list[Path]:
+    kept = []
+    for path in paths:
+        reason = unreadable_reason(path)
+        if reason is None:
+            kept.append(path)
+        else:
+            skipped.append((path, reason))
+    return kept
+
+
+def stratified_split(by_label: dict[str, list[Example]], val_fraction: float, seed: int):
+    """Per label, a seeded shuffle then the first round(n * val_fraction) to validation, at
+    least one when the label has two or more images, never all of them."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    train, val = [], []
+    for label in sorted(by_label):
+        examples = sorted(by_label[label], key=lambda e: e.path.name)
+        random.Random(f"{seed}|{label}").shuffle(examples)
+        n_val = round(len(examples) * val_fraction)
+        if val_fraction > 0 and len(examples) >= 2:
+            n_val = min(max(n_val, 1), len(examples) - 1)
+        val += examples[:n_val]
+        train += examples[n_val:]
+    return tuple(train), tuple(val)
+
+
+def class_folder_dataset(root: Path, val_fraction: float = 0.2, seed: int = 0) -> DatasetSplit:
+    """`root/<class>/*.jpg|jpeg|png|webp`, one sub-folder per class."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data_dir {root} is not a folder")
+    skipped: list = []
+    by_label = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        paths = _readable(scan_images(folder), skipped)
+        if paths:
+            prompts = class_prompts(folder.name)
+            by_label[folder.name] = [Example(p, folder.name, prompts) for p in paths]
+    if not by_label:
+        raise ValueError(f"{root} holds no class folders with readable {'/'.join(IMAGE_SUFFIXES)} images")
+    train, val = stratified_split(by_label, val_fraction, seed)
+    return DatasetSplit(train, val, tuple(sorted(by_label)), tuple(skipped))
+
+
+def style_dataset(root: Path, token: str, val_fraction: float = 0.2, seed: int = 0) -> DatasetSplit:
+    """A flat folder of paintings in one style, captioned with `token`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"data_dir {root} is not a folder")
+    if not token or not token.strip():
+        raise ValueError("a style dataset needs a non-empty token")
+    skipped: list = []
+    paths = _readable(scan_images(root), skipped)
+    if not paths:
+        raise ValueError(f"{root} holds no readable {'/'.join(IMAGE_SUFFIXES)} images")
+    prompts = style_prompts(token)
+    train, val = stratified_split({token: [Example(p, token, prompts) for p in paths]}, val_fraction, seed)
+    return DatasetSplit(train, val, (token,), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Seeded geometric and photometric jitter. `variants` augmented copies per image
+    (0: none); variant 0 is always the plain image. Each variant's parameters depend only on
+    (seed, image, variant), so a variant's VAE latent can be cached and reused."""
+
+    variants: int = 0
+    rotation_deg: float = 10.0
+    translate_frac: float = 0.05
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    brightness: float = 0.1  # factor drawn from [1 - b, 1 + b]
+
+    def __post_init__(self):
+        if self.variants < 0:
+            raise ValueError(f"augment variants must be >= 0, got {self.variants}")
+        if self.rotation_deg < 0 or not 0 <= self.translate_frac < 0.5 or not 0 <= self.brightness < 1:
+            raise ValueError("rotation_deg >= 0, translate_frac in [0, 0.5), brightness in [0, 1) required")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
+
+    def variant_for_epoch(self, epoch: int) -> int:
+        return epoch % (self.variants + 1)
+
+
+def variant_seed(seed: int, example: Example, variant: int) -> int:
+    return zlib.crc32(f"{seed}|{example.label}|{example.path.name}|{variant}".encode())
+
+
+def load_image(path: Path, resolution_px: int) -> torch.Tensor:
+    """Shorter side to `resolution_px`, centre crop -> (3, R, R) float in [0, 1]."""
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    image = TF.resize(image, resolution_px, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    image = TF.center_crop(image, [resolution_px, resolution_px])
+    return TF.to_tensor(image)
+
+
+def augment(image: torch.Tensor, augmentation: Augmentation, seed: int) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> the same, rotated/translated/scaled and brightened by parameters
+    drawn from `seed`. Corners the affine uncovers take the image's mean colour, not black."""
+    generator = torch.Generator().manual_seed(seed)
+    uniform = lambda lo, hi: lo + (hi - lo) * float(torch.rand((), generator=generator))  # noqa: E731
+    height, width = image.shape[-2:]
+    a = augmentation
+    angle = uniform(-a.rotation_deg, a.rotation_deg)
+    translate = [round(uniform(-a.translate_frac, a.translate_frac) * width),
+                 round(uniform(-a.translate_frac, a.translate_frac) * height)]
+    scale = uniform(a.scale_min, a.scale_max)
+    brightness = uniform(1 - a.brightness, 1 + a.brightness)
+    fill = image.mean(dim=(1, 2)).tolist()
+    out = TF.affine(image, angle=angle, translate=translate, scale=scale, shear=[0.0],
+                    interpolation=InterpolationMode.BILINEAR, fill=fill)
+    return TF.adjust_brightness(out, brightness).clamp(0, 1)
+
+
+def prepare_pixels(example: Example, resolution_px: int, augmentation: Augmentation, variant: int,
+                   seed: int) -> torch.Tensor:
+    """The VAE's input for one example: (3, R, R) normalised to [-1, 1]."""
+    image = load_image(example.path, resolution_px)
+    if variant > 0:
+        image = augment(image, augmentation, variant_seed(seed, example, variant))
+    return image * 2.0 - 1.0
+
+
+def pick_prompt(example: Example, epoch: int, seed: int) -> str:
+    """A caption per (epoch, example), seeded, so a resumed run captions as the first did."""
+    return random.Random(f"{seed}|{epoch}|{example.label}|{example.path.name}").choice(example.prompts)
