@@ -17,7 +17,12 @@ from handlers.common.service import (
     ServiceContext,
     output_field_descriptions,
 )
-from handlers.services.settings import from_settings, image_limits, read_archive_manifest
+from handlers.services.settings import (
+    from_settings,
+    image_field_description,
+    image_limits,
+    read_archive_manifest,
+)
 from imagelab.fast_style.stylize import batch_to_images, images_to_batch, stylize
 from imagelab.fast_style.weights import load_transformer_net
 
@@ -80,9 +85,7 @@ class FastStyleService(Service):
             "styles": sorted(self.models),
             "synthetic_styles": sorted(s.synthetic_styles),
             "fields": {
-                "image": {"type": "image", "required": True, "formats": ["jpeg", "png", "webp"],
-                          "max_bytes": s.max_image_bytes, "max_pixels": s.max_image_pixels,
-                          "max_side_px": s.max_input_side_px},
+                "image": image_field_description(s),
                 "style": {"type": "choice", "choices": sorted(self.models), "default": s.default_style},
                 "max_side_px": {"type": "integer", "min": s.min_side_px, "max": s.max_side_px,
                                 "default": s.default_max_side_px},

@@ -19,7 +19,12 @@ from handlers.common.service import (
     ServiceContext,
     output_field_descriptions,
 )
-from handlers.services.settings import from_settings, image_limits, read_archive_manifest
+from handlers.services.settings import (
+    from_settings,
+    image_field_description,
+    image_limits,
+    read_archive_manifest,
+)
 from imagelab.neural_style import NeuralStyleConfig, load_vgg19_features, transfer
 from imagelab.neural_style.config import INIT_MODES, MAX_SIDE_PX_RANGE, OPTIMIZERS, STEPS_RANGE
 
@@ -85,8 +90,8 @@ class NeuralStyleService(Service):
             "version": self.context.model_version,
             "synthetic_weights": s.synthetic,
             "fields": {
-                "content": _image_field(s),
-                "style_image": _image_field(s),
+                "content": image_field_description(s),
+                "style_image": image_field_description(s),
                 "steps": {"type": "integer", "min": STEPS_RANGE[0], "max": STEPS_RANGE[1], "default": s.default_steps},
                 "max_side_px": {"type": "integer", "min": MAX_SIDE_PX_RANGE[0], "max": MAX_SIDE_PX_RANGE[1],
                                 "default": s.default_max_side_px},
@@ -155,11 +160,6 @@ class NeuralStyleService(Service):
                 "style_loss": result.style_loss,
             },
         )
-
-
-def _image_field(s: NeuralStyleSettings) -> dict:
-    return {"type": "image", "required": True, "formats": ["jpeg", "png", "webp"],
-            "max_bytes": s.max_image_bytes, "max_pixels": s.max_image_pixels, "max_side_px": s.max_input_side_px}
 
 
 def _weight_field(default: float) -> dict:
