@@ -7,6 +7,7 @@ with every style LoRA (and optionally the LCM-LoRA) loaded once as a named PEFT 
 
 import contextlib
 import copy
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -50,10 +51,24 @@ OnStep = Callable[[int, int, int], None]  # (job_index, step 1..of, of)
 
 def load_pipeline(model_dir: Path, device: str, torch_dtype: torch.dtype) -> StableDiffusionPipeline:
     """Load a diffusers SD 1.5 folder from disk only: no hub access, safetensors weights only."""
-    if not (Path(model_dir) / "model_index.json").is_file():
+    model_dir = Path(model_dir)
+    if not (model_dir / "model_index.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a diffusers folder (no model_index.json)")
+    optional = {}
+    index = json.loads((model_dir / "model_index.json").read_text())
+    for component in ("safety_checker", "feature_extractor"):
+        # SD 1.5's index names a safety checker; a folder fetched without it still loads,
+        # and results then say nsfw=None (not checked) rather than failing to start.
+        if index.get(component, [None])[0] is not None and not (model_dir / component).is_dir():
+            optional[component] = None
+    if optional:
+        optional["requires_safety_checker"] = False
+    # A folder fetched as the fp16 variant holds only *.fp16.safetensors weight files.
+    unet_dir = model_dir / "unet"
+    if unet_dir.is_dir() and not any(unet_dir.glob("*[!6].safetensors")) and any(unet_dir.glob("*.fp16.safetensors")):
+        optional["variant"] = "fp16"
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(model_dir), local_files_only=True, use_safetensors=True, dtype=torch_dtype
+        str(model_dir), local_files_only=True, use_safetensors=True, dtype=torch_dtype, **optional
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
