@@ -5,6 +5,7 @@ moving to another server means another adapter, not a rewrite of the capabilitie
 import http
 import json
 import logging
+import os
 from pathlib import Path
 
 from handlers.common.faults import FaultInjector
@@ -28,7 +29,13 @@ class TorchServeHandler:
         model_config = ctx.model_yaml_config or {}
         settings = dict(model_config.get("handler") or {})
         workers = int(model_config.get("maxWorkers", 1))
-        threads = int(settings.get("threads_per_worker") or threads_per_worker(workers))
+        # Per archive: cores / this model's workers. Several models busy at once share the
+        # cores too; IMAGELAB_THREADS_PER_WORKER (inherited from the server) caps them all.
+        threads = int(
+            os.environ.get("IMAGELAB_THREADS_PER_WORKER")
+            or settings.get("threads_per_worker")
+            or threads_per_worker(workers)
+        )
         configure_threads(threads)
         model = ctx.manifest["model"]
         context = ServiceContext(
