@@ -1,0 +1,247 @@
+// Drives the playground in headless Chromium through the gateway: every page makes a real
+// request, bad input shows the server's message next to its field, the progress bar moves
+// during a streamed job, and screenshots of each page go to OUT_DIR (laptop and phone sizes).
+// Run by tests/frontend/test_e2e.py, which reads the JSON it prints; nothing is asserted here.
+//
+// env: BASE_URL, OUT_DIR, FRONTEND_DIR (for playwright-core), CHROMIUM, PHOTO, TEXTURE, NOT_IMAGE,
+//      SECRETS (comma-separated strings that must never reach the browser)
+import { createRequire } from "node:module";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+
+const env = process.env;
+const require = createRequire(path.resolve(env.FRONTEND_DIR, "package.json"));
+const { chromium } = require("playwright-core");
+
+const WAIT_MS = 60_000;
+const LAPTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const results = {};
+const seenText = []; // every text body the browser received, to look for secrets in
+
+async function scenario(name, work) {
+  const started = Date.now();
+  try {
+    results[name] = { ok: true, ...(await work()) };
+  } catch (error) {
+    results[name] = { ok: false, error: String(error?.stack || error) };
+  }
+  results[name].ms = Date.now() - started;
+}
+
+const shot = (page, name) => page.screenshot({ path: path.join(env.OUT_DIR, `${name}.png`), fullPage: true });
+const fieldErrorText = (page, field) =>
+  page.locator(`[data-field-error="${field}"]`).first().textContent({ timeout: WAIT_MS });
+
+/** Every aria-valuenow the progress bar takes, recorded in the page as React renders it. */
+async function watchProgress(page) {
+  await page.evaluate(() => {
+    window.__progress = [];
+    new MutationObserver(() => {
+      const bar = document.querySelector('[role="progressbar"]');
+      const now = bar && Number(bar.getAttribute("aria-valuenow"));
+      if (bar && window.__progress.at(-1) !== now) window.__progress.push(now);
+    }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+  });
+}
+
+async function imageSize(locator) {
+  await locator.waitFor({ timeout: WAIT_MS });
+  await locator.evaluate((img) => img.complete || new Promise((done) => (img.onload = done)));
+  return locator.evaluate((img) => ({ width: img.naturalWidth, height: img.naturalHeight, src: img.src.slice(0, 5) }));
+}
+
+const browser = await chromium.launch({
+  executablePath: env.CHROMIUM,
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"],
+});
+try {
+  const context = await browser.newContext({ viewport: LAPTOP, acceptDownloads: true });
+  const page = await context.newPage();
+  const requestsWithAuth = [];
+  page.on("request", (request) => {
+    if (request.headers()["authorization"]) requestsWithAuth.push(request.url());
+  });
+  page.on("response", async (response) => {
+    const type = response.headers()["content-type"] || "";
+    if (/json|text|javascript|ndjson/.test(type)) seenText.push((await response.text().catch(() => "")) + JSON.stringify(response.headers()));
+  });
+  const consoleErrors = [];
+  page.on("pageerror", (error) => consoleErrors.push(String(error)));
+
+  await scenario("fast_style", async () => {
+    await page.goto(`${env.BASE_URL}/#/fast-style`);
+    await page.locator("#f-style").waitFor({ timeout: WAIT_MS });
+    const styles = await page.locator("#f-style option").allTextContents();
+    await page.setInputFiles("#f-image", env.PHOTO);
+    await page.selectOption("#f-style", "mosaic");
+    await page.fill("#f-max_side_px", "128");
+    await page.getByRole("button", { name: "Stylise" }).click();
+    const result = await imageSize(page.locator('img[alt="Photo in the mosaic style"]'));
+    const original = await imageSize(page.locator('img[alt="Original photo"]'));
+    const download = await page.getByRole("link", { name: "Download" }).getAttribute("download");
+    await shot(page, "laptop-fast-style");
+    return { styles, result, original, download };
+  });
+
+  await scenario("fast_style_bad_image", async () => {
+    await page.setInputFiles("#f-image", env.NOT_IMAGE);
+    await page.getByRole("button", { name: "Stylise" }).click();
+    const message = await fieldErrorText(page, "image");
+    const describedBy = await page.locator("#f-image").getAttribute("aria-describedby");
+    const invalid = await page.locator("#f-image").getAttribute("aria-invalid");
+    await shot(page, "laptop-fast-style-error");
+    return { message, describedBy, invalid };
+  });
+
+  await scenario("custom_style", async () => {
+    await page.goto(`${env.BASE_URL}/#/custom-style`);
+    await page.setInputFiles("#f-content", env.PHOTO);
+    await page.setInputFiles("#f-style_image", env.TEXTURE);
+    await page.fill("#f-steps", "12");
+    await page.fill("#f-max_side_px", "64");
+    await watchProgress(page);
+    await page.getByRole("button", { name: "Transfer style" }).click();
+    const result = await imageSize(page.locator('img[alt="The content image in the style image\'s style"]'));
+    const progress = await page.evaluate(() => window.__progress);
+    const progressMax = await page.locator('[role="progressbar"]').getAttribute("aria-valuemax");
+    const caption = await page.locator("figcaption").first().textContent();
+    await shot(page, "laptop-custom-style");
+    return { result, progress, progressMax, caption };
+  });
+
+  await scenario("custom_style_cancel", async () => {
+    await page.fill("#f-steps", "40");
+    await page.getByRole("button", { name: "Transfer style" }).click();
+    const bar = page.locator('[role="progressbar"]');
+    await page.waitForFunction(() => Number(document.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow")) >= 1,
+      null, { timeout: WAIT_MS });
+    await page.getByRole("button", { name: "Cancel" }).click();
+    const message = await page.locator("[data-form-error]").textContent({ timeout: WAIT_MS });
+    const atCancel = await bar.count() ? await bar.getAttribute("aria-valuenow") : null;
+    await page.waitForTimeout(1000);
+    const later = await bar.count() ? await bar.getAttribute("aria-valuenow") : null;
+    const submitEnabled = await page.getByRole("button", { name: "Transfer style" }).isEnabled();
+    return { message, atCancel, later, submitEnabled };
+  });
+
+  await scenario("txt2img", async () => {
+    await page.goto(`${env.BASE_URL}/#/text-to-image`);
+    await page.locator("#f-scheduler").waitFor({ timeout: WAIT_MS });
+    const schedulers = await page.locator("#f-scheduler option").allTextContents();
+    await page.fill("#f-prompt", "a lighthouse on a cliff at dusk");
+    await page.fill("#f-steps", "3");
+    await page.getByRole("button", { name: "Roll a random seed" }).click();
+    const seed = await page.inputValue("#f-seed");
+    await watchProgress(page);
+    await page.getByRole("button", { name: "Generate" }).click();
+    const result = await imageSize(page.locator("[data-result] img").first());
+    const progress = await page.evaluate(() => window.__progress);
+    const details = await page.locator("[data-result] dl").first().textContent();
+    const seedHint = await page.locator("#f-seed-hint").textContent();
+    await shot(page, "laptop-text-to-image");
+    return { schedulers, seed, result, progress, details, seedHint };
+  });
+
+  await scenario("txt2img_bad_width", async () => {
+    await page.fill("#f-width", "100");
+    await page.getByRole("button", { name: "Generate" }).click();
+    const message = await fieldErrorText(page, "width");
+    const invalid = await page.locator("#f-width").getAttribute("aria-invalid");
+    await shot(page, "laptop-text-to-image-error");
+    return { message, invalid };
+  });
+
+  await scenario("animals", async () => {
+    await page.goto(`${env.BASE_URL}/#/animals`);
+    await page.locator("#animal-options").waitFor({ timeout: WAIT_MS });
+    const classCount = await page.locator('#animal-options input[type="radio"]').count();
+    await page.fill("#f-animal-search", "tig");
+    const filtered = await page.locator('#animal-options input[type="radio"]').count();
+    await page.press("#f-animal-search", "Enter"); // picks the first match from the keyboard
+    await page.fill("#f-animal-search", "");
+    await page.fill("#f-steps", "2");
+    await page.fill("#f-seed", "11");
+    await page.getByRole("button", { name: "Generate" }).click();
+    const result = await imageSize(page.locator('img[alt="Generated tiger"]'));
+    const before = await page.locator('img[alt="Generated tiger"]').getAttribute("style");
+    await page.fill("#f-contrast", "1.5");
+    const after = await page.locator('img[alt="Generated tiger"]').getAttribute("style");
+    const save = await page.getByRole("link", { name: "Save image" }).getAttribute("download");
+    await shot(page, "laptop-animals");
+    return { classCount, filtered, result, before, after, save };
+  });
+
+  await scenario("animals_no_class", async () => {
+    // No class picked: the server names the field and what it accepts.
+    await page.goto(`${env.BASE_URL}/#/models`);
+    await page.goto(`${env.BASE_URL}/#/animals`);
+    await page.locator("#animal-options").waitFor({ timeout: WAIT_MS });
+    await page.fill("#f-steps", "2");
+    await page.getByRole("button", { name: "Generate" }).click();
+    const message = await fieldErrorText(page, "animal");
+    return { message };
+  });
+
+  await scenario("models", async () => {
+    await page.goto(`${env.BASE_URL}/#/models`);
+    await page.locator("[data-model]").nth(3).waitFor({ timeout: WAIT_MS });
+    const models = await page.locator("[data-model] h2").allTextContents();
+    const defaults = await page.locator("[data-model] >> text=default").count();
+    const weights = await page.locator('[data-model="fast_style"] tbody').nth(1).locator("tr").count();
+    await shot(page, "laptop-models");
+    return { models, defaults, weights };
+  });
+
+  await scenario("phone", async () => {
+    const phone = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
+    const small = await phone.newPage();
+    const overflow = {};
+    for (const name of ["fast-style", "custom-style", "text-to-image", "animals", "models"]) {
+      await small.goto(`${env.BASE_URL}/#/${name}`);
+      await small.locator("form, [data-model]").first().waitFor({ timeout: WAIT_MS });
+      // Wider than the screen means sideways scrolling on a phone.
+      overflow[name] = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      await shot(small, `phone-${name}`);
+    }
+    await small.goto(`${env.BASE_URL}/#/fast-style`);
+    await small.setInputFiles("#f-image", env.PHOTO);
+    await small.fill("#f-max_side_px", "96");
+    await small.getByRole("button", { name: "Stylise" }).click();
+    await imageSize(small.locator('img[alt^="Photo in the"]'));
+    await shot(small, "phone-fast-style-result");
+    await phone.close();
+    return { overflow };
+  });
+
+  await scenario("keyboard", async () => {
+    await page.goto("about:blank");
+    await page.goto(`${env.BASE_URL}/#/fast-style`);
+    await page.locator("#f-style").waitFor({ timeout: WAIT_MS });
+    const focused = [];
+    for (let i = 0; i < 11; i++) {
+      await page.keyboard.press("Tab");
+      focused.push(await page.evaluate(() => {
+        const el = document.activeElement;
+        return el.id || el.getAttribute("aria-label") || el.textContent.trim().slice(0, 30);
+      }));
+    }
+    return { focused };
+  });
+
+  const secrets = (env.SECRETS || "").split(",").filter(Boolean);
+  results.secrets = {
+    ok: true,
+    requestsWithAuth,
+    leaked: secrets.filter((secret) => seenText.some((text) => text.includes(secret))).length,
+    bodiesChecked: seenText.length,
+    consoleErrors,
+  };
+} finally {
+  await browser.close();
+}
+const report = JSON.stringify(results, null, 2);
+writeFileSync(path.join(env.OUT_DIR, "results.json"), report);
+console.log(report);

@@ -1,0 +1,184 @@
+"""The playground end to end: headless Chromium (Debian's, driven by playwright-core from
+frontend/node_modules) -> the gateway -> a real TorchServe with the tiny weights.
+
+One browser session (tests/frontend/e2e.mjs) runs every scenario once; the tests below check
+what it saw against what the server itself says. Screenshots of each page, at laptop and
+phone sizes, are written to reports/frontend/."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gateway.config import GatewayConfig
+from gateway.server import make_gateway
+
+REPO = Path(__file__).resolve().parents[2]
+FRONTEND = REPO / "frontend"
+REPORTS = REPO / "reports" / "frontend"
+CHROMIUM = os.environ.get("IMAGELAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+NOT_AN_IMAGE = b"this is not an image\n"
+BROWSER_TIMEOUT_S = 150
+
+
+def _missing() -> str:
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (make frontend-deps installs Debian's chromium)"
+    if not (FRONTEND / "node_modules" / "playwright-core").is_dir():
+        return "frontend/node_modules is missing (make frontend-deps runs npm ci)"
+    if not (FRONTEND / "dist" / "index.html").is_file():
+        return "frontend/dist is not built (make frontend-deps runs npm run build)"
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")
+
+
+@pytest.fixture(scope="module")
+def playground(server):
+    config = GatewayConfig(inference_url=server.url, management_url=server.management_url,
+                           key_file=server.process.workdir / "key_file.json", static_dir=FRONTEND / "dist", port=0)
+    gateway = make_gateway(config)
+    gateway.start_background()
+    yield gateway
+    gateway.shutdown()
+    gateway.server_close()
+
+
+@pytest.fixture(scope="module")
+def seen(playground, server, photo_jpeg, texture_png, tmp_path_factory) -> dict:
+    """What the browser saw in each scenario (e2e.mjs prints it as JSON)."""
+    inputs = tmp_path_factory.mktemp("browser_inputs")
+    (inputs / "photo.jpg").write_bytes(photo_jpeg)
+    (inputs / "texture.png").write_bytes(texture_png)
+    (inputs / "not_image.jpg").write_bytes(NOT_AN_IMAGE)
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ, "BASE_URL": playground.url, "OUT_DIR": str(REPORTS), "FRONTEND_DIR": str(FRONTEND),
+        "CHROMIUM": CHROMIUM, "PHOTO": str(inputs / "photo.jpg"), "TEXTURE": str(inputs / "texture.png"),
+        "NOT_IMAGE": str(inputs / "not_image.jpg"), "SECRETS": f"{server.keys.inference},{server.keys.management}",
+    }
+    done = subprocess.run(["node", str(Path(__file__).with_name("e2e.mjs"))], env=env, capture_output=True,
+                          text=True, timeout=BROWSER_TIMEOUT_S)
+    assert done.returncode == 0, f"the browser run failed:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout)
+
+
+def scenario(seen: dict, name: str) -> dict:
+    result = seen[name]
+    assert result["ok"], f"{name} failed in the browser:\n{result.get('error')}"
+    return result
+
+
+def server_message(server, model: str, **kwargs) -> dict:
+    response = server.predict(model, **kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    return response.json()
+
+
+def test_fast_style_page_stylises_a_photo_with_a_style_from_the_server(seen, server):
+    result = scenario(seen, "fast_style")
+    styles = server.management("GET", "/models/fast_style?customized=true").json()[0]["customizedMetadata"]["styles"]
+    assert result["styles"] == [s.replace("_", " ") for s in styles]
+    assert result["original"]["width"] == 512
+    assert max(result["result"]["width"], result["result"]["height"]) == 128  # the max_side_px typed in
+    assert result["download"] == "fast_style-mosaic.png"
+
+
+def test_an_undecodable_photo_shows_the_servers_message_next_to_the_image_field(seen, server):
+    result = scenario(seen, "fast_style_bad_image")
+    expected = server_message(server, "fast_style", files={"image": ("not_image.jpg", NOT_AN_IMAGE)})
+    assert expected["field"] == "image"
+    assert result["message"] == expected["message"]
+    assert result["invalid"] == "true" and "f-image-error" in result["describedBy"]
+
+
+def test_custom_style_progress_bar_advances_while_the_job_streams(seen):
+    result = scenario(seen, "custom_style")
+    progress = result["progress"]
+    assert progress == sorted(progress) and len(set(progress)) >= 3, progress
+    assert progress[-1] == 12 and result["progressMax"] == "12"
+    assert (result["result"]["width"], result["result"]["height"]) == (64, 64)
+    assert result["caption"].startswith("Result: 12 steps")
+
+
+def test_cancel_stops_a_streamed_job_in_the_page(seen):
+    result = scenario(seen, "custom_style_cancel")
+    assert "cancelled" in result["message"]
+    assert result["atCancel"] == result["later"]  # no progress after the cancel
+    assert result["submitEnabled"]
+
+
+def test_text_to_image_uses_the_rolled_seed_and_shows_it_with_the_parameters(seen):
+    result = scenario(seen, "txt2img")
+    assert any(label.startswith("LCM") and "fast" in label for label in result["schedulers"])
+    assert result["progress"] == [1, 2, 3]
+    assert (result["result"]["width"], result["result"]["height"]) == (64, 64)
+    assert result["seed"] and result["seed"] in result["details"] and result["seed"] in result["seedHint"]
+    assert "a lighthouse on a cliff at dusk" in result["details"]
+
+
+def test_a_bad_size_shows_the_servers_message_next_to_the_width_field(seen, server):
+    result = scenario(seen, "txt2img_bad_width")
+    expected = server_message(server, "txt2img", data={"prompt": "a lighthouse", "steps": "3", "width": "100"})
+    assert expected["field"] == "width"
+    assert result["message"] == expected["message"] and result["invalid"] == "true"
+
+
+def test_animals_picker_searches_the_servers_classes_and_makes_a_picture(seen, server):
+    result = scenario(seen, "animals")
+    classes = server.management("GET", "/models/animals?customized=true").json()[0]["customizedMetadata"]["classes"]
+    assert result["classCount"] == len(classes) == 100
+    assert result["filtered"] == 1  # "tig" -> tiger
+    assert (result["result"]["width"], result["result"]["height"]) == (64, 64)
+    assert "contrast(1)" in result["before"] and "contrast(1.5)" in result["after"]
+    assert result["save"] == "animals-tiger-11.png"
+
+
+def test_animals_without_a_class_shows_the_servers_message_next_to_the_picker(seen, server):
+    result = scenario(seen, "animals_no_class")
+    expected = server_message(server, "animals", data={"steps": "2"})
+    assert expected["field"] == "animal" and result["message"] == expected["message"]
+
+
+def test_models_page_lists_each_model_with_its_default_version(seen, server):
+    result = scenario(seen, "models")
+    names = sorted(m["modelName"] for m in server.management("GET", "/models").json()["models"])
+    assert sorted(result["models"]) == names
+    assert result["defaults"] == len(names)
+    assert result["weights"] >= 1
+
+
+def test_phone_pages_do_not_scroll_sideways(seen):
+    result = scenario(seen, "phone")
+    assert result["overflow"] == dict.fromkeys(["fast-style", "custom-style", "text-to-image", "animals", "models"], 0)
+
+
+def test_keyboard_reaches_every_control_in_order(seen):
+    focused = scenario(seen, "keyboard")["focused"]
+    controls = ["f-image", "f-style", "f-max_side_px", "f-format", "Stylise"]
+    assert [f for f in focused if f in controls] == controls
+    assert {"Fast style", "Models"} <= set(focused)
+
+
+def test_no_key_reaches_the_browser(seen):
+    result = seen["secrets"]
+    assert result["requestsWithAuth"] == []
+    assert result["bodiesChecked"] >= 10 and result["leaked"] == 0
+    assert result["consoleErrors"] == []
+
+
+@pytest.mark.parametrize("name, width", [
+    *((f"laptop-{page}", 1280) for page in ("fast-style", "fast-style-error", "custom-style", "text-to-image",
+                                           "text-to-image-error", "animals", "models")),
+    *((f"phone-{page}", 390) for page in ("fast-style", "fast-style-result", "custom-style", "text-to-image", "animals", "models")),
+])
+def test_screenshots_of_each_page_are_written(seen, name, width):
+    with Image.open(REPORTS / f"{name}.png") as shot:
+        assert shot.width == width and shot.height >= 600
