@@ -1,0 +1,60 @@
+"""PNG plots of the benchmark results, when matplotlib is installed (it is not pinned in
+requirements.txt; without it the report says so and carries the same numbers in its tables)."""
+
+from pathlib import Path
+
+from loadtests.bench.report import fast_style_numbers, sd_numbers
+
+
+def write_plots(results: dict, out_dir: Path) -> tuple:
+    """-> (written PNG paths, a note for the report when none could be written)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "matplotlib is not installed, so no plots were drawn; the tables above hold every number."
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, name: str) -> None:
+        path = out_dir / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+    if "fast_style" in results:
+        n = fast_style_numbers(results["fast_style"])
+        fig, ax = plt.subplots(figsize=(6, 3))
+        labels = ["in-process b8", "in-process b1", "in-process b8 + codec", "served b8", "served b1"]
+        ax.barh(labels, [n["in_b8"], n["in_b1"], n["with_codec"], n["served8"], n["served1"]])
+        ax.set_xlabel("images/s at 512x512")
+        ax.set_title("fast_style: in-process vs served")
+        save(fig, "fast_style_throughput")
+    if "sd15" in results:
+        r = results["sd15"]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        dtypes = ["float32", "bfloat16"]
+        achieved = [sd_numbers(r, d)["gflops"] for d in dtypes]
+        peaks = [sd_numbers(r, d)["peak"] for d in dtypes]
+        xs = range(len(dtypes))
+        ax.bar([x - 0.2 for x in xs], peaks, width=0.4, label="matmul peak")
+        ax.bar([x + 0.2 for x in xs], achieved, width=0.4, label="guided UNet step")
+        ax.set_xticks(list(xs), dtypes)
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title("SD 1.5 UNet vs the matmul peak")
+        ax.legend()
+        save(fig, "sd15_gflops")
+    if "locust_sweep" in results:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+        for model, c in results["locust_sweep"]["capabilities"].items():
+            users = [run["users"] for run in c["runs"]]
+            left.plot(users, [run.get("requests_per_s", 0) for run in c["runs"]], marker="o", label=model)
+            right.plot(users, [run.get("p95_ms", 0) for run in c["runs"]], marker="o", label=model)
+        left.set(xlabel="users", ylabel="requests/s", xscale="log", title="throughput")
+        right.set(xlabel="users", ylabel="p95 ms", xscale="log", yscale="log", title="p95 latency")
+        left.legend(fontsize=7)
+        save(fig, "locust_sweep")
+    return written, ""
