@@ -129,6 +129,7 @@ class TorchServe:
         # TorchServe keeps one PID file in the temp dir and refuses a second instance; a temp
         # dir per instance lets tests, a dev server and the deploy flow run side by side.
         env["TMPDIR"] = str(self.workdir / "tmp")
+        env["TEMP"] = str(self.workdir / "tmp")  # the frontend's java.io.tmpdir (model unpacking)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         return env
@@ -189,6 +190,8 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
     if not models:
         raise SystemExit(f"no archives in {store}; run `make archives` first")
     server = TorchServe(workdir, store, models, overrides=overrides)
+    # SIGTERM (systemd, a container runtime, kill) stops the server as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     server.start(console=True)
     print(f"TorchServe starting in {workdir} with {', '.join(f'{m} ({a})' for m, a in models.items())}")
     for model, archive in models.items():

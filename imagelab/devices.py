@@ -16,11 +16,14 @@ def resolve_device(gpu_id: Optional[int]) -> str:
 
 
 def cpu_supports_bf16() -> bool:
-    """bf16 pays off on CPUs with native bf16 matmul (AVX512-BF16 or AMX)."""
+    """Native bf16 matmul (AVX512-BF16 or AMX-BF16). oneDNN also reports bf16 "support" on plain
+    AVX-512, where it emulates it and runs SD 1.5 4-5x slower than fp32 (BENCHMARKS.md)."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
         return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
