@@ -191,7 +191,7 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
         raise SystemExit(f"no archives in {store}; run `make archives` first")
     server = TorchServe(workdir, store, models, overrides=overrides)
     # SIGTERM (systemd, a container runtime, kill) stops the server as Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     server.start(console=True)
     print(f"TorchServe starting in {workdir} with {', '.join(f'{m} ({a})' for m, a in models.items())}")
     for model, archive in models.items():
@@ -210,6 +210,10 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
         pass
     finally:
         server.stop()
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def archive_manifest(archive: Path) -> dict:
