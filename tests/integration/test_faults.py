@@ -117,7 +117,8 @@ def test_kill_9_of_a_worker_mid_request(faulty):
         time.sleep(1.0)
         os.kill(pid, signal.SIGKILL)
         interrupted = pending.result()
-    # A clear error, not a hang: TorchServe takes a killed worker for an OOM kill (507).
-    assert interrupted.status_code == 507 and interrupted.json()["message"] == "Worker died."
+    # A clear error, not a hang. TorchServe answers 507 when it takes the kill for an OOM kill
+    # and 500 otherwise; seen both here, depending on when it notices the dead worker.
+    assert interrupted.status_code in (500, 507) and interrupted.json()["message"] == "Worker died."
     wait_until_serving(faulty)
     assert worker_pid(faulty) != pid
