@@ -104,9 +104,10 @@ def test_a_full_queue_answers_503_quickly(faulty):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(send, range(8)))
     refused = [elapsed for status, elapsed in answers if status == 503]
-    assert refused, answers
-    assert max(refused) < 2.5, answers  # refused at once, not after queueing
-    assert any(status == 200 for status, _ in answers)
+    served = [elapsed for status, elapsed in answers if status == 200]
+    assert refused and served, answers
+    # Refused at once, not after queueing: before even the first served request (which sleeps 3 s).
+    assert max(refused) < min(served), answers
     wait_until_serving(faulty)
 
 
