@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt client/pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: serve serve-deploy test archives weights weights-status venv java lint clean
+.PHONY: serve serve-deploy test archives weights weights-status venv java lint lint-check clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,16 @@ serve: venv java archives
 serve-deploy: venv java archives
 	$(PY) -m archiver serve --allow-deploy
 
-test: venv java weights frontend-deps
+test: venv java weights frontend-deps lint-check
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (STYLE.md): `make lint` checks and formats; `make test` runs the check.
+lint-check: venv
+	$(VENV)/bin/ruff check .
+
+lint: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean:
 	rm -rf model_store/*.mar var/

@@ -25,8 +25,9 @@ def main(argv=None) -> None:
     serve = commands.add_parser("serve", help="run TorchServe in the foreground on the store")
     serve.add_argument("--store", type=Path, default=REPO_ROOT / "model_store")
     serve.add_argument("--workdir", type=Path, default=REPO_ROOT / "var" / "serve")
-    serve.add_argument("--allow-deploy", action="store_true",
-                       help="open the model API (register/unregister) for `deploy` and `prune`")
+    serve.add_argument(
+        "--allow-deploy", action="store_true", help="open the model API (register/unregister) for `deploy` and `prune`"
+    )
     weights = commands.add_parser("weights", help="synthesise or inspect weights")
     weights.add_argument("action", choices=("synth", "status", "fetch"))
     weights.add_argument("--only", nargs="*", choices=GROUPS, help="fetch: these groups only")

@@ -51,15 +51,17 @@ def build_archive(
         out = Path(scratch) / "out"
         out.mkdir()
         with _private_tempdir(scratch):
-            generate_model_archive(ModelArchiverConfig(
-                model_name=capability.name,
-                handler=str(capability.handler),
-                version=version,
-                extra_files=str(stage),
-                export_path=str(out),
-                config_file=str(config_path),
-                force=True,
-            ))
+            generate_model_archive(
+                ModelArchiverConfig(
+                    model_name=capability.name,
+                    handler=str(capability.handler),
+                    version=version,
+                    extra_files=str(stage),
+                    export_path=str(out),
+                    config_file=str(config_path),
+                    force=True,
+                )
+            )
         target = store / archive_name(capability.name, version)
         os.replace(out / f"{capability.name}.mar", target)
     return target

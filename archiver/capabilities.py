@@ -42,9 +42,7 @@ def plan_fast_style(layout: WeightsLayout) -> ArchivePlan:
         styles += [s for s in found if s not in styles]
     weights, style_files, synthetic = [], {}, []
     for style in styles:
-        resolved = layout.resolve_file(
-            f"fast_style/{style}", lambda out, s=style: synthesize_transformer_net(out, s)
-        )
+        resolved = layout.resolve_file(f"fast_style/{style}", lambda out, s=style: synthesize_transformer_net(out, s))
         archive_path = f"weights/{style}{resolved.path.suffix}"
         weights.append(WeightFile(resolved.path, archive_path, resolved.synthetic))
         style_files[style] = archive_path
@@ -59,7 +57,8 @@ def plan_neural_style(layout: WeightsLayout) -> ArchivePlan:
 
     real = layout.first_real_in("vgg19")
     resolved = (
-        ResolvedWeight(real, synthetic=False) if real is not None
+        ResolvedWeight(real, synthetic=False)
+        if real is not None
         else layout.resolve_file("vgg19/vgg19_tiny", synthesize_tiny_vgg19)
     )
     archive_path = f"weights/vgg19{resolved.path.suffix}"

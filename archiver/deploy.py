@@ -53,12 +53,17 @@ class Endpoint:
         if not config.is_file():
             raise DeployError(f"{config} not found: is a TorchServe running in {workdir}?")
         values = dict(
-            line.split("=", 1) for line in config.read_text().splitlines()
+            line.split("=", 1)
+            for line in config.read_text().splitlines()
             if "=" in line and not line.lstrip().startswith("#")
         )
         loopback = lambda address: address.strip().replace("0.0.0.0", "127.0.0.1")  # noqa: E731
-        return Endpoint(loopback(values["management_address"]), loopback(values["inference_address"]),
-                        workdir=Path(workdir), **kwargs)
+        return Endpoint(
+            loopback(values["management_address"]),
+            loopback(values["inference_address"]),
+            workdir=Path(workdir),
+            **kwargs,
+        )
 
     def current_keys(self) -> Optional[Keys]:
         if self.keys is not None:
@@ -83,14 +88,16 @@ class ManagementClient:
     def _call(self, method: str, path: str, ok=(200,), **kwargs) -> requests.Response:
         url = f"{self.endpoint.management_url}{path}"
         try:
-            answer = requests.request(method, url, headers=self.endpoint.headers("management"),
-                                      timeout=self.endpoint.timeout_s, **kwargs)
+            answer = requests.request(
+                method, url, headers=self.endpoint.headers("management"), timeout=self.endpoint.timeout_s, **kwargs
+            )
         except requests.RequestException as error:
             raise DeployError(f"{method} {url}: no answer from TorchServe ({error})") from error
         if answer.status_code == 405:
             raise DeployError(
                 f"{method} {path}: the server's model API is closed (enable_model_api=false). "
-                "Start the server that takes deployments with `python -m archiver serve --allow-deploy`.")
+                "Start the server that takes deployments with `python -m archiver serve --allow-deploy`."
+            )
         if answer.status_code not in ok:
             raise DeployError(f"{method} {path}: {answer.status_code} {_message(answer)}")
         return answer
@@ -109,8 +116,11 @@ class ManagementClient:
     def register(self, archive_name: str, model: str, workers: int) -> None:
         """By file name in the server's model store (URL registration stays closed by
         allowed_urls); synchronous, so it returns once the workers loaded the archive."""
-        self._call("POST", "/models", params={
-            "url": archive_name, "model_name": model, "initial_workers": workers, "synchronous": "true"})
+        self._call(
+            "POST",
+            "/models",
+            params={"url": archive_name, "model_name": model, "initial_workers": workers, "synchronous": "true"},
+        )
 
     def set_default(self, model: str, version: str) -> None:
         self._call("PUT", f"/models/{model}/{version}/set-default")
@@ -141,21 +151,23 @@ def deploy(endpoint: Endpoint, archive: Path, workers: int = 1) -> DeployResult:
     client = ManagementClient(endpoint)
     previous = client.default_version(model)
     if version in client.registered_versions(model):
-        raise DeployError(f"{model} {version} is already registered; deploy a new version "
-                          f"(python -m archiver build --version next) or use rollback --to {version}")
-    logger.info("registering %s %s with %d worker(s); %s keeps serving", model, version, workers,
-                previous or "nothing")
+        raise DeployError(
+            f"{model} {version} is already registered; deploy a new version "
+            f"(python -m archiver build --version next) or use rollback --to {version}"
+        )
+    logger.info("registering %s %s with %d worker(s); %s keeps serving", model, version, workers, previous or "nothing")
     try:
         client.register(archive.name, model, workers)
     except DeployError:
         _withdraw(client, model, version, previous)
         raise
-    smoke = run_smoke_test(endpoint.inference_url, model, version, endpoint.headers("inference"),
-                           endpoint.timeout_s)
+    smoke = run_smoke_test(endpoint.inference_url, model, version, endpoint.headers("inference"), endpoint.timeout_s)
     if not smoke.ok:
         _withdraw(client, model, version, previous)
-        raise DeployError(f"smoke test of {model} {version} failed ({smoke.status}): {smoke.detail}; "
-                          f"{previous or 'no version'} stays the default")
+        raise DeployError(
+            f"smoke test of {model} {version} failed ({smoke.status}): {smoke.detail}; "
+            f"{previous or 'no version'} stays the default"
+        )
     logger.info("smoke test of %s %s passed in %.0f ms (%s)", model, version, smoke.elapsed_ms, smoke.detail)
     try:
         client.set_default(model, version)
@@ -195,8 +207,9 @@ def rollback(endpoint: Endpoint, model: str, to: Optional[str] = None) -> Rollba
     if to is None:
         older = [v for v in registered if parse_version(v) < parse_version(current)]
         if not older:
-            raise DeployError(f"{model}: no registered version older than the default {current} "
-                              f"(registered: {', '.join(registered)})")
+            raise DeployError(
+                f"{model}: no registered version older than the default {current} (registered: {', '.join(registered)})"
+            )
         to = older[-1]
     elif to not in registered:
         raise DeployError(f"{model} {to} is not registered (registered: {', '.join(registered)})")

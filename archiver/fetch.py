@@ -59,11 +59,16 @@ def _sd15_files(variant: Optional[str]) -> list:
     suffix = f".{variant}.safetensors" if variant else ".safetensors"
     paths = [
         "scheduler/scheduler_config.json",
-        "text_encoder/config.json", f"text_encoder/model{suffix}",
-        "tokenizer/merges.txt", "tokenizer/special_tokens_map.json",
-        "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-        "unet/config.json", f"unet/diffusion_pytorch_model{suffix}",
-        "vae/config.json", f"vae/diffusion_pytorch_model{suffix}",
+        "text_encoder/config.json",
+        f"text_encoder/model{suffix}",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        f"unet/diffusion_pytorch_model{suffix}",
+        "vae/config.json",
+        f"vae/diffusion_pytorch_model{suffix}",
         "feature_extractor/preprocessor_config.json",
         # Last on purpose: model_index.json is what marks weights/sd15/ as a real folder
         # (layout.resolve_dir), so it must not appear before everything else is in place.
@@ -80,17 +85,33 @@ def remote_files(variant: Optional[str] = None) -> list:
     return [
         *_sd15_files(variant),
         # torchvision names the file after the first 8 hex digits of its sha256.
-        RemoteFile("vgg19", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
-                   "vgg19/vgg19-dcbb9e9d.pth", sha256="dcbb9e9d"),
+        RemoteFile(
+            "vgg19",
+            "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+            "vgg19/vgg19-dcbb9e9d.pth",
+            sha256="dcbb9e9d",
+        ),
         # What pytorch/examples fast_neural_style/download_saved_models.py downloads.
-        RemoteFile("fast_style", "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1",
-                   ".downloads/saved_models.zip",
-                   extract=tuple((f"saved_models/{s}.pth", f"fast_style/{s}.pth") for s in FAST_STYLES)),
-        _hf("lcm", "latent-consistency/lcm-lora-sdv1-5", "pytorch_lora_weights.safetensors",
-            "lora/lcm.safetensors"),
-        *(_hf("clip", clip, p, f"clip/{p}") for p in (
-            "config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
-            "vocab.json", "merges.txt", "special_tokens_map.json", "model.safetensors")),
+        RemoteFile(
+            "fast_style",
+            "https://www.dropbox.com/s/lrvwfehqdcxoza8/saved_models.zip?dl=1",
+            ".downloads/saved_models.zip",
+            extract=tuple((f"saved_models/{s}.pth", f"fast_style/{s}.pth") for s in FAST_STYLES),
+        ),
+        _hf("lcm", "latent-consistency/lcm-lora-sdv1-5", "pytorch_lora_weights.safetensors", "lora/lcm.safetensors"),
+        *(
+            _hf("clip", clip, p, f"clip/{p}")
+            for p in (
+                "config.json",
+                "preprocessor_config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.json",
+                "merges.txt",
+                "special_tokens_map.json",
+                "model.safetensors",
+            )
+        ),
     ]
 
 
@@ -110,8 +131,9 @@ def mirrored(url: str, mirror: Optional[str]) -> str:
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def fetch(root: Path, only=None, mirror: Optional[str] = None, variant: Optional[str] = None,
-          timeout_s: float = 60.0) -> list:
+def fetch(
+    root: Path, only=None, mirror: Optional[str] = None, variant: Optional[str] = None, timeout_s: float = 60.0
+) -> list:
     """Download every file of the selected groups that is not already in place. -> [Fetched]"""
     root = Path(root)
     unknown = sorted(set(only or ()) - set(GROUPS))
@@ -128,8 +150,7 @@ def fetch(root: Path, only=None, mirror: Optional[str] = None, variant: Optional
     return done
 
 
-def _fetch_one(root: Path, remote: RemoteFile, mirror: Optional[str], checksums: dict,
-               timeout_s: float) -> list:
+def _fetch_one(root: Path, remote: RemoteFile, mirror: Optional[str], checksums: dict, timeout_s: float) -> list:
     targets = [t for _, t in remote.extract] or [remote.target]
     if all(_intact(root, t, remote.sha256 if not remote.extract else None, checksums) for t in targets):
         return [Fetched(t, "present", checksums.get(t, {}).get("sha256", "")) for t in targets]
@@ -140,8 +161,10 @@ def _fetch_one(root: Path, remote: RemoteFile, mirror: Optional[str], checksums:
     expected = remote.sha256 or server_digest
     if expected and not digest.startswith(expected):
         path.with_name(path.name + ".part").unlink(missing_ok=True)
-        raise FetchError(f"{remote.target}: sha256 {digest} does not match the expected {expected} "
-                         f"(from {url}); the download was discarded")
+        raise FetchError(
+            f"{remote.target}: sha256 {digest} does not match the expected {expected} "
+            f"(from {url}); the download was discarded"
+        )
     os.replace(path.with_name(path.name + ".part"), path)
     if not remote.extract:
         checksums[remote.target] = _record(path, digest, remote.url, verified=bool(expected))
@@ -202,8 +225,9 @@ def _download(url: str, path: Path, timeout_s: float) -> tuple:
                     out.write(block)
             return digest.hexdigest(), _server_sha256(answer.headers)
     except requests.RequestException as error:
-        raise FetchError(f"{path.name}: download from {url} failed ({error}); "
-                         f"run again to resume from {part.name}") from error
+        raise FetchError(
+            f"{path.name}: download from {url} failed ({error}); run again to resume from {part.name}"
+        ) from error
 
 
 def _server_sha256(headers) -> Optional[str]:
@@ -228,8 +252,12 @@ def _sha256_file(path: Path) -> str:
 
 
 def _record(path: Path, digest: str, url: str, verified: bool) -> dict:
-    return {"sha256": digest, "bytes": path.stat().st_size, "url": url,
-            "verified": "against a known digest" if verified else "recorded at download"}
+    return {
+        "sha256": digest,
+        "bytes": path.stat().st_size,
+        "url": url,
+        "verified": "against a known digest" if verified else "recorded at download",
+    }
 
 
 def read_checksums(root: Path) -> dict:

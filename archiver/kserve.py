@@ -28,8 +28,11 @@ MOUNT = "/mnt/models"  # where KServe's storage initializer puts storageUri's co
 CONFIG_PATH = "config/config.properties"
 MODEL_STORE = "model-store"
 SNAPSHOT_KEYS = {  # snapshot field <- model-config.yaml field, with TorchServe's defaults
-    "minWorkers": ("minWorkers", 1), "maxWorkers": ("maxWorkers", 1), "batchSize": ("batchSize", 1),
-    "maxBatchDelay": ("maxBatchDelay", 100), "responseTimeout": ("responseTimeout", 120),
+    "minWorkers": ("minWorkers", 1),
+    "maxWorkers": ("maxWorkers", 1),
+    "batchSize": ("batchSize", 1),
+    "maxBatchDelay": ("maxBatchDelay", 100),
+    "responseTimeout": ("responseTimeout", 120),
 }
 CLUSTER_SETTINGS = {
     "inference_address": "http://0.0.0.0:8080",
@@ -72,8 +75,13 @@ def model_snapshot(store: Path, archives: dict) -> dict:
     return {"name": "startup.cfg", "modelCount": len(models), "models": models}
 
 
-def export_kserve(store: Path, out: Path, models: Optional[dict] = None, token_auth: bool = False,
-                  base_config: Path = REPO_ROOT / "config.properties") -> KServeExport:
+def export_kserve(
+    store: Path,
+    out: Path,
+    models: Optional[dict] = None,
+    token_auth: bool = False,
+    base_config: Path = REPO_ROOT / "config.properties",
+) -> KServeExport:
     """Copy {model: archive} (default: each model's newest archive) into out/model-store and
     write out/config/config.properties. Rebuilt from scratch: out/ holds only this export."""
     store, out = Path(store), Path(out)
@@ -109,8 +117,10 @@ def snapshot_models(config: Path) -> dict:
     for line in Path(config).read_text().splitlines():
         if line.startswith("model_snapshot="):
             snapshot = json.loads(line.split("=", 1)[1])
-            return {m: next(v for v, e in versions.items() if e.get("defaultVersion"))
-                    for m, versions in snapshot["models"].items()}
+            return {
+                m: next(v for v, e in versions.items() if e.get("defaultVersion"))
+                for m, versions in snapshot["models"].items()
+            }
     raise ValueError(f"{config} has no model_snapshot")
 
 
@@ -121,13 +131,24 @@ class ExportedTorchServe(TorchServe):
     def __init__(self, workdir: Path, export: Path, ports: Ports = Ports()):
         export = Path(export)
         config = export / CONFIG_PATH
-        super().__init__(workdir, export / MODEL_STORE, snapshot_models(config), ports, config=config,
-                         overrides={"model_store": str((export / MODEL_STORE).resolve()),
-                                    "grpc_inference_address": "127.0.0.1"})
+        super().__init__(
+            workdir,
+            export / MODEL_STORE,
+            snapshot_models(config),
+            ports,
+            config=config,
+            overrides={"model_store": str((export / MODEL_STORE).resolve()), "grpc_inference_address": "127.0.0.1"},
+        )
 
     def command(self) -> list:
-        return [str(Path(sys.executable).parent / "torchserve"), "--start", "--foreground", "--ncs",
-                "--ts-config", str(self.workdir / "config.properties")]
+        return [
+            str(Path(sys.executable).parent / "torchserve"),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            str(self.workdir / "config.properties"),
+        ]
 
     def keys(self) -> Keys:
         """Empty keys when the export turned token authorization off (no key_file.json)."""

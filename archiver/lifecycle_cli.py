@@ -27,33 +27,36 @@ def add_commands(commands) -> None:
     connection.add_argument("--key-file", type=Path, help="a key_file.json (default: the workdir's)")
     connection.add_argument("--store", type=Path, default=STORE, help="the server's model store")
 
-    deploy_ = commands.add_parser("deploy", parents=[connection],
-                                  help="register a version, smoke-test it, make it the default")
+    deploy_ = commands.add_parser(
+        "deploy", parents=[connection], help="register a version, smoke-test it, make it the default"
+    )
     deploy_.add_argument("model")
     which = deploy_.add_mutually_exclusive_group()
     which.add_argument("--archive", type=Path, help="a .mar file (copied into the store if outside it)")
     which.add_argument("--version", help="an archive version in the store (default: the newest)")
     deploy_.add_argument("--workers", type=int, default=1)
 
-    rollback_ = commands.add_parser("rollback", parents=[connection],
-                                    help="make the previous version the default again")
+    rollback_ = commands.add_parser(
+        "rollback", parents=[connection], help="make the previous version the default again"
+    )
     rollback_.add_argument("model")
     rollback_.add_argument("--to", help="this version (default: the highest below the default)")
 
-    versions = commands.add_parser("versions", parents=[connection],
-                                   help="versions in the store and on the server")
+    versions = commands.add_parser("versions", parents=[connection], help="versions in the store and on the server")
     versions.add_argument("model")
 
-    prune_ = commands.add_parser("prune", parents=[connection],
-                                 help="unregister all but the newest versions (and the default)")
+    prune_ = commands.add_parser(
+        "prune", parents=[connection], help="unregister all but the newest versions (and the default)"
+    )
     prune_.add_argument("model")
     prune_.add_argument("--keep", type=int, required=True)
 
     export = commands.add_parser("export-kserve", help="config/ + model-store/ for KServe or Kubernetes")
     export.add_argument("--store", type=Path, default=STORE)
     export.add_argument("--out", type=Path, default=REPO_ROOT / "export" / "kserve")
-    export.add_argument("--token-auth", action="store_true",
-                        help="keep TorchServe's token authorization (single replica only)")
+    export.add_argument(
+        "--token-auth", action="store_true", help="keep TorchServe's token authorization (single replica only)"
+    )
 
 
 def endpoint_from(args) -> Endpoint:
@@ -80,8 +83,10 @@ def run(args) -> None:
 def _run(args) -> None:
     if args.command == "export-kserve":
         export = export_kserve(args.store, args.out, token_auth=args.token_auth)
-        print(f"exported {', '.join(export.models.values())} to {export.root} "
-              f"(mount it at /mnt/models; see deploy/k8s/README.md)")
+        print(
+            f"exported {', '.join(export.models.values())} to {export.root} "
+            f"(mount it at /mnt/models; see deploy/k8s/README.md)"
+        )
         return
     if args.command == "versions":
         _print_versions(args)
@@ -90,8 +95,10 @@ def _run(args) -> None:
     if args.command == "deploy":
         result = deploy(endpoint, _archive_for(args), args.workers)
         previous = f" (was {result.previous_default})" if result.previous_default else ""
-        print(f"{result.model} {result.version} is the default{previous}; "
-              f"smoke test {result.smoke.detail} in {result.smoke.elapsed_ms:.0f} ms")
+        print(
+            f"{result.model} {result.version} is the default{previous}; "
+            f"smoke test {result.smoke.detail} in {result.smoke.elapsed_ms:.0f} ms"
+        )
     elif args.command == "rollback":
         result = rollback(endpoint, args.model, args.to)
         print(f"{result.model}: default {result.from_version} -> {result.to_version}")
@@ -109,8 +116,9 @@ def _archive_for(args) -> Path:
             return source
         target = store / source.name
         if target.exists():
-            raise ValueError(f"{target} already exists; a store archive is never replaced, "
-                             "build the new one with --version next")
+            raise ValueError(
+                f"{target} already exists; a store archive is never replaced, build the new one with --version next"
+            )
         import shutil
 
         shutil.copy2(source, target.with_name(target.name + ".part"))

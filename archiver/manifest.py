@@ -34,18 +34,18 @@ def weight_entries(stage_root: Path, weights: list) -> list:
         staged = stage_root / weight.archive_path
         files = sorted(p for p in staged.rglob("*") if p.is_file()) if staged.is_dir() else [staged]
         for path in files:
-            entries.append({
-                "path": path.relative_to(stage_root).as_posix(),
-                "sha256": sha256_of(path),
-                "bytes": path.stat().st_size,
-                "synthetic": weight.synthetic,
-            })
+            entries.append(
+                {
+                    "path": path.relative_to(stage_root).as_posix(),
+                    "sha256": sha256_of(path),
+                    "bytes": path.stat().st_size,
+                    "synthetic": weight.synthetic,
+                }
+            )
     return entries
 
 
-def build_manifest(
-    model: str, version: str, stage_root: Path, plan, lineage: Optional[dict] = None
-) -> dict:
+def build_manifest(model: str, version: str, stage_root: Path, plan, lineage: Optional[dict] = None) -> dict:
     return {
         "model": model,
         "version": version,
@@ -63,6 +63,5 @@ def verify_manifest(stage_root: Path, manifest: dict) -> list:
     return [
         entry["path"]
         for entry in manifest["weights"]
-        if not (stage_root / entry["path"]).is_file()
-        or sha256_of(stage_root / entry["path"]) != entry["sha256"]
+        if not (stage_root / entry["path"]).is_file() or sha256_of(stage_root / entry["path"]) != entry["sha256"]
     ]

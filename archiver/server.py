@@ -92,8 +92,15 @@ def read_keys(workdir: Path) -> Keys:
 class TorchServe:
     """A TorchServe process in `workdir` serving `models` ({name: archive}) from `store`."""
 
-    def __init__(self, workdir: Path, store: Path, models: dict, ports: Ports = Ports(),
-                 config: Path = REPO_ROOT / "config.properties", overrides: Optional[dict] = None):
+    def __init__(
+        self,
+        workdir: Path,
+        store: Path,
+        models: dict,
+        ports: Ports = Ports(),
+        config: Path = REPO_ROOT / "config.properties",
+        overrides: Optional[dict] = None,
+    ):
         self.workdir = Path(workdir)
         self.store = Path(store).resolve()
         self.models = models
@@ -113,15 +120,23 @@ class TorchServe:
     def command(self) -> list:
         bin_dir = Path(sys.executable).parent
         models = ",".join(f"{name}={archive}" for name, archive in self.models.items())
-        return [str(bin_dir / "torchserve"), "--start", "--foreground", "--ncs",
-                "--ts-config", str(self.workdir / "config.properties"),
-                "--model-store", str(self.store), "--models", models]
+        return [
+            str(bin_dir / "torchserve"),
+            "--start",
+            "--foreground",
+            "--ncs",
+            "--ts-config",
+            str(self.workdir / "config.properties"),
+            "--model-store",
+            str(self.store),
+            "--models",
+            models,
+        ]
 
     def prepare(self) -> None:
         (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)
         (self.workdir / "key_file.json").unlink(missing_ok=True)
-        (self.workdir / "config.properties").write_text(
-            render_config(self.config, self.ports, self.overrides))
+        (self.workdir / "config.properties").write_text(render_config(self.config, self.ports, self.overrides))
 
     def environment(self) -> dict:
         env = dict(os.environ)
@@ -139,8 +154,12 @@ class TorchServe:
         self.prepare()
         log = None if console else open(self.workdir / "torchserve.out", "wb")
         self.process = subprocess.Popen(
-            self.command(), cwd=self.workdir, env=self.environment(),
-            stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
+            self.command(),
+            cwd=self.workdir,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
         )
 
     def keys(self) -> Keys:
@@ -198,12 +217,16 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
         manifest = archive_manifest(Path(store) / archive)
         synthetic = sorted({w["path"] for w in manifest.get("weights", []) if w.get("synthetic")})
         if synthetic:
-            print(f"  {model}: serving TINY SYNTHETIC offline weights for {len(synthetic)} file(s) "
-                  f"(drop real ones into weights/, see README): {', '.join(synthetic[:6])}")
+            print(
+                f"  {model}: serving TINY SYNTHETIC offline weights for {len(synthetic)} file(s) "
+                f"(drop real ones into weights/, see README): {', '.join(synthetic[:6])}"
+            )
     try:
         server.wait_ready()
-        print(f"ready: inference {server.inference_url}, management {server.management_url}; "
-              f"tokens in {workdir / 'key_file.json'} (inference key: {server.keys().inference})")
+        print(
+            f"ready: inference {server.inference_url}, management {server.management_url}; "
+            f"tokens in {workdir / 'key_file.json'} (inference key: {server.keys().inference})"
+        )
         print(f"logs: {workdir / 'logs'}; Ctrl-C stops the server")
         server.process.wait()
     except KeyboardInterrupt:

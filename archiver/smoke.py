@@ -22,10 +22,13 @@ def gradient_png(size_px: int = 64, tint: tuple = (255, 128, 0)) -> bytes:
     """A small deterministic picture with structure in both directions (a flat colour would
     not show a broken model)."""
     image = Image.new("RGB", (size_px, size_px))
-    image.putdata([
-        (tint[0] * x // size_px, tint[1] * y // size_px, tint[2] * (x + y) // (2 * size_px))
-        for y in range(size_px) for x in range(size_px)
-    ])
+    image.putdata(
+        [
+            (tint[0] * x // size_px, tint[1] * y // size_px, tint[2] * (x + y) // (2 * size_px))
+            for y in range(size_px)
+            for x in range(size_px)
+        ]
+    )
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -37,8 +40,10 @@ def _fast_style() -> dict:
 
 def _neural_style() -> dict:
     return {
-        "files": {"content": ("content.png", gradient_png()),
-                  "style_image": ("style.png", gradient_png(tint=(0, 200, 255)))},
+        "files": {
+            "content": ("content.png", gradient_png()),
+            "style_image": ("style.png", gradient_png(tint=(0, 200, 255))),
+        },
         "data": {"steps": "2", "max_side_px": "64", "seed": "0"},
     }
 
@@ -69,14 +74,16 @@ def smoke_request(model: str) -> dict:
     return make()
 
 
-def run_smoke_test(inference_url: str, model: str, version: str, headers: dict,
-                   timeout_s: float = 300.0) -> SmokeResult:
+def run_smoke_test(
+    inference_url: str, model: str, version: str, headers: dict, timeout_s: float = 300.0
+) -> SmokeResult:
     """POST the smoke request to /predictions/{model}/{version}: ok when the answer is 200 and
     holds a decodable image (raw, or the first of a JSON `images` list)."""
     started = time.perf_counter()
     try:
-        answer = requests.post(f"{inference_url}/predictions/{model}/{version}", headers=headers,
-                               timeout=timeout_s, **smoke_request(model))
+        answer = requests.post(
+            f"{inference_url}/predictions/{model}/{version}", headers=headers, timeout=timeout_s, **smoke_request(model)
+        )
     except requests.RequestException as error:
         return SmokeResult(False, 0, (time.perf_counter() - started) * 1e3, f"no answer: {error}")
     elapsed_ms = (time.perf_counter() - started) * 1e3

@@ -4,8 +4,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATIC_DIR = REPO_ROOT / "frontend" / "dist"
 # config.properties' max_request_size: two 20 MiB images, base64-encoded, plus fields.

@@ -34,7 +34,9 @@ def route(method: str, path: str, query: str, allow_set_default: bool) -> "Route
     match = SET_DEFAULT.match(path)
     if match:
         if not allow_set_default:
-            return Refusal(403, "setting the default version is off in this gateway (start it with --allow-set-default)")
+            return Refusal(
+                403, "setting the default version is off in this gateway (start it with --allow-set-default)"
+            )
         if method != "PUT":
             return Refusal(405, "set-default takes PUT", "PUT")
         return Route("management", f"/models/{match['model']}/{match['version']}/set-default")

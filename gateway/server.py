@@ -28,8 +28,20 @@ STALE_KEY_MARKERS = (b"InvalidKeyException", b"Token Authorization failed")
 MAX_ERROR_PEEK_BYTES = 1024 * 1024
 # Headers never copied from TorchServe to the browser: hop-by-hop ones (the gateway frames
 # its own response) and anything that could carry a credential.
-DROPPED_RESPONSE_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "cache-control", "pragma", "expires",
-                            "proxy-authenticate", "www-authenticate", "set-cookie", "authorization", "upgrade"}
+DROPPED_RESPONSE_HEADERS = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "cache-control",
+    "pragma",
+    "expires",
+    "proxy-authenticate",
+    "www-authenticate",
+    "set-cookie",
+    "authorization",
+    "upgrade",
+}
 FORWARDED_REQUEST_HEADERS = ("Content-Type", "Accept")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -37,7 +49,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     # Results are shown as blob: URLs; React sets the progress bar's width as a style attribute.
     "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
-                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
 }
 
 
@@ -87,8 +99,13 @@ class GatewayHandler(BaseHTTPRequestHandler):
         if refusal:
             return self._send_error(*refusal)
         if parts.path == INFO_PATH and self.command == "GET":
-            return self._send_json(200, {"set_default": self.server.config.allow_set_default,
-                                         "max_request_bytes": self.server.config.max_request_bytes})
+            return self._send_json(
+                200,
+                {
+                    "set_default": self.server.config.allow_set_default,
+                    "max_request_bytes": self.server.config.max_request_bytes,
+                },
+            )
         if parts.path == "/api" or parts.path.startswith("/api/"):
             target = route(self.command, parts.path, parts.query, self.server.config.allow_set_default)
             if isinstance(target, Refusal):
@@ -153,7 +170,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
                 peeked = response.read(MAX_ERROR_PEEK_BYTES)
                 if any(marker in peeked for marker in STALE_KEY_MARKERS):
                     connection.close()
-                    logger.info("TorchServe refused the key; re-reading %s and retrying once", self.server.key_file.path)
+                    logger.info(
+                        "TorchServe refused the key; re-reading %s and retrying once", self.server.key_file.path
+                    )
                     connection, response = self._upstream(target, body, reload_keys=True)
                     peeked = b""
             else:
@@ -194,7 +213,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
         """Copy TorchServe's answer through; chunked (streamed) answers chunk by chunk."""
         self.send_response(response.status, response.reason)
         for name, value in response.getheaders():
-            if name.lower() not in DROPPED_RESPONSE_HEADERS and name.lower() not in (h.lower() for h in SECURITY_HEADERS):
+            if name.lower() not in DROPPED_RESPONSE_HEADERS and name.lower() not in (
+                h.lower() for h in SECURITY_HEADERS
+            ):
                 self.send_header(name, value)
         self.send_header("Cache-Control", "no-store")
         self._send_security_headers()
@@ -239,8 +260,11 @@ class GatewayHandler(BaseHTTPRequestHandler):
         found = find_static(self.server.config.static_dir, url_path)
         if found is None:
             if not (self.server.config.static_dir / "index.html").is_file():
-                return self._send_error(503, f"the playground is not built: run `npm ci && npm run build` in frontend/ "
-                                             f"(looked in {self.server.config.static_dir})")
+                return self._send_error(
+                    503,
+                    f"the playground is not built: run `npm ci && npm run build` in frontend/ "
+                    f"(looked in {self.server.config.static_dir})",
+                )
             return self._send_error(404, f"no such file: {url_path[:100]}")
         data = found.path.read_bytes()
         self.send_response(200)
@@ -274,8 +298,7 @@ class GatewayHandler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, message: str, allow: str = "") -> None:
         """Errors in the server's own shape (API.md): {"code", "type", "message"}."""
         kind = "".join(w.capitalize() for w in HTTPStatus(status).phrase.split())
-        self._send_json(status, {"code": status, "type": kind, "message": message},
-                        {"Allow": allow} if allow else None)
+        self._send_json(status, {"code": status, "type": kind, "message": message}, {"Allow": allow} if allow else None)
 
 
 def make_gateway(config: GatewayConfig) -> Gateway:

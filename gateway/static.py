@@ -7,8 +7,13 @@ from urllib.parse import unquote
 
 # Vite names assets by content hash, so they never change under the same name.
 IMMUTABLE_PREFIX = "assets/"
-EXTRA_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
-               ".svg": "image/svg+xml", ".webmanifest": "application/manifest+json"}
+EXTRA_TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".webmanifest": "application/manifest+json",
+}
 
 
 class StaticFile(NamedTuple):

@@ -55,7 +55,10 @@ class TorchServeHandler:
         )
         logger.info(
             "%s %s ready on %s with %d thread(s)",
-            context.model_name, context.model_version, context.device, threads,
+            context.model_name,
+            context.model_version,
+            context.device,
+            threads,
         )
         self.initialized = True
 

@@ -40,7 +40,11 @@ def answer_problem(status: int, content_type: str, body: bytes, size: tuple, exp
     application/json with base64 images and nsfw flags); else what is wrong, short enough to
     group failures by in locust's report."""
     if status != 200:
-        return f"HTTP {status}: {body[:120].decode('utf-8', 'replace')}" if status else "no answer (connection error or timeout)"
+        return (
+            f"HTTP {status}: {body[:120].decode('utf-8', 'replace')}"
+            if status
+            else "no answer (connection error or timeout)"
+        )
     got_type = (content_type or "").split(";")[0].strip().lower()
     if got_type != expected_type:
         return f"content type {got_type or 'missing'}, expected {expected_type}"

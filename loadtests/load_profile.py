@@ -85,7 +85,7 @@ def _ints(text: str) -> tuple:
 
 
 def _sizes(text: str) -> tuple:
-    """"512x512,512x768" or "512" -> ((512, 512), (512, 768))."""
+    """ "512x512,512x768" or "512" -> ((512, 512), (512, 768))."""
     sizes = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         width, _, height = part.partition("x")
@@ -139,4 +139,6 @@ def inference_key(environ=os.environ) -> str:
     try:
         return json.loads(path.read_text())["inference"]["key"]
     except FileNotFoundError:
-        raise SystemExit(f"no key file at {path}: start the server (make serve) or set LOADTEST_KEY_FILE / LOADTEST_KEY") from None
+        raise SystemExit(
+            f"no key file at {path}: start the server (make serve) or set LOADTEST_KEY_FILE / LOADTEST_KEY"
+        ) from None

@@ -13,11 +13,10 @@ import itertools
 import random
 
 import gevent
-from locust import HttpUser, between, events, task
-from locust.stats import CSV_STATS_INTERVAL_SEC
-
 from checks import answer_problem
 from load_profile import inference_key, profile_from_env
+from locust import HttpUser, between, events, task
+from locust.stats import CSV_STATS_INTERVAL_SEC
 from payloads import CASE_MAKERS, Case
 
 PROFILE = profile_from_env()
@@ -62,8 +61,11 @@ class ImagelabUser(HttpUser):
             if response.status_code == 401:  # TorchServe renews its keys hourly
                 self.client.headers["Authorization"] = f"Bearer {inference_key()}"
             problem = answer_problem(
-                response.status_code, response.headers.get("Content-Type", ""), response.content or b"",
-                case.expected.size, case.expected.content_type,
+                response.status_code,
+                response.headers.get("Content-Type", ""),
+                response.content or b"",
+                case.expected.size,
+                case.expected.content_type,
             )
             if problem:
                 response.failure(problem)

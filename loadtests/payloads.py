@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional
 
-from PIL import Image
-
 from load_profile import REPO_ROOT, LoadProfile
+from PIL import Image
 
 FAST_STYLES = ("candy", "mosaic", "udnie", "rain_princess")
 TXT2IMG_STYLES = ("none", "monet", "van_gogh")
@@ -113,8 +112,12 @@ def fast_style_case(profile: LoadProfile, rng: random.Random) -> Case:
     if rng.random() < 0.3:  # JSON with a base64 image, as browser clients send
         return Case("fast_style", expected, json={**fields, "image": base64.b64encode(body).decode("ascii")})
     mime = "image/jpeg" if fmt_in == "JPEG" else "image/png"
-    return Case("fast_style", expected, data={k: str(v) for k, v in fields.items()},
-                files={"image": (f"{photo}.{fmt_in.lower()}", body, mime)})
+    return Case(
+        "fast_style",
+        expected,
+        data={k: str(v) for k, v in fields.items()},
+        files={"image": (f"{photo}.{fmt_in.lower()}", body, mime)},
+    )
 
 
 def neural_style_case(profile: LoadProfile, rng: random.Random) -> Case:
@@ -133,10 +136,15 @@ def neural_style_case(profile: LoadProfile, rng: random.Random) -> Case:
     content_bytes = encoded(content, max(side, 512), "JPEG")
     style_bytes = encoded(style, max(side, 512), "JPEG")
     expected = Expected(scale_to(source_image(content, max(side, 512)).size, side), "image/png")
-    return Case("neural_style", expected, data=fields, files={
-        "content": (f"{content}.jpg", content_bytes, "image/jpeg"),
-        "style_image": (f"{style}.jpg", style_bytes, "image/jpeg"),
-    })
+    return Case(
+        "neural_style",
+        expected,
+        data=fields,
+        files={
+            "content": (f"{content}.jpg", content_bytes, "image/jpeg"),
+            "style_image": (f"{style}.jpg", style_bytes, "image/jpeg"),
+        },
+    )
 
 
 def _generation_fields(profile: LoadProfile, rng: random.Random) -> dict:

@@ -110,15 +110,17 @@ def format_report(verdicts: list) -> str:
     for v in verdicts:
         r = v.row
         verdict = "pass" if v.passed else "FAIL: " + "; ".join(v.problems)
-        lines.append(f"{r.name:<14}{r.requests:>9}{r.failures:>9}{r.requests_per_s:>8.2f}"
-                     f"{r.p50_ms:>9.0f}{r.p95_ms:>9.0f}  {verdict}")
+        lines.append(
+            f"{r.name:<14}{r.requests:>9}{r.failures:>9}{r.requests_per_s:>8.2f}"
+            f"{r.p50_ms:>9.0f}{r.p95_ms:>9.0f}  {verdict}"
+        )
     passed = all(v.passed for v in verdicts)
     lines.append("PASS" if passed else "FAIL")
     return "\n".join(lines)
 
 
 def parse_p95(text: str) -> dict:
-    """"5000" (every capability) or "fast_style=5000,txt2img=600000" -> {name: ms}."""
+    """ "5000" (every capability) or "fast_style=5000,txt2img=600000" -> {name: ms}."""
     limits = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
         name, sep, value = part.rpartition("=")
@@ -138,8 +140,9 @@ def main(argv=None) -> int:
     except (OSError, KeyError, ValueError) as error:
         print(f"cannot read locust stats {args.stats_csv}: {error}", file=sys.stderr)
         return 2
-    thresholds = Thresholds(args.max_failure_ratio, args.p95_ms,
-                            tuple(n.strip() for n in args.require.split(",") if n.strip()))
+    thresholds = Thresholds(
+        args.max_failure_ratio, args.p95_ms, tuple(n.strip() for n in args.require.split(",") if n.strip())
+    )
     verdicts = evaluate(rows, thresholds)
     print(format_report(verdicts))
     return 0 if all(v.passed for v in verdicts) else 1

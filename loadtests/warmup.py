@@ -12,7 +12,6 @@ import sys
 import time
 
 import requests
-
 from checks import answer_problem
 from load_profile import inference_key, profile_from_env
 from payloads import CASE_MAKERS, Case
@@ -21,12 +20,25 @@ from payloads import CASE_MAKERS, Case
 def send(session: requests.Session, host: str, case: Case, timeout_s: float) -> str:
     """'' on a correct answer, else the problem."""
     try:
-        response = session.post(f"{host}/predictions/{case.model}", data=case.data or None,
-                                files=case.files or None, json=case.json, timeout=timeout_s)
+        response = session.post(
+            f"{host}/predictions/{case.model}",
+            data=case.data or None,
+            files=case.files or None,
+            json=case.json,
+            timeout=timeout_s,
+        )
     except requests.RequestException as error:
         return f"{type(error).__name__}: {error}"
-    return answer_problem(response.status_code, response.headers.get("Content-Type", ""), response.content,
-                          case.expected.size, case.expected.content_type) or ""
+    return (
+        answer_problem(
+            response.status_code,
+            response.headers.get("Content-Type", ""),
+            response.content,
+            case.expected.size,
+            case.expected.content_type,
+        )
+        or ""
+    )
 
 
 def main(argv=None) -> int:

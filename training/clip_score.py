@@ -31,8 +31,14 @@ def synthesize_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     eos = vocab["<|endoftext|>"]
     tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=eos, pad_token_id=eos, **tower),
+        text_config=dict(
+            vocab_size=len(vocab),
+            max_position_embeddings=77,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=eos,
+            pad_token_id=eos,
+            **tower,
+        ),
         vision_config=dict(image_size=TINY_CLIP_IMAGE_PX, patch_size=8, **tower),
         projection_dim=32,
     )
@@ -41,7 +47,8 @@ def synthesize_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     CLIPImageProcessor(
         size={"shortest_edge": TINY_CLIP_IMAGE_PX},
         crop_size={"height": TINY_CLIP_IMAGE_PX, "width": TINY_CLIP_IMAGE_PX},
-        image_mean=list(OPENAI_CLIP_MEAN), image_std=list(OPENAI_CLIP_STD),
+        image_mean=list(OPENAI_CLIP_MEAN),
+        image_std=list(OPENAI_CLIP_STD),
     ).save_pretrained(out_dir)
     return out_dir
 
@@ -69,12 +76,19 @@ class ClipScorer:
             raise ValueError(f"one prompt per image: got {len(images)} images and {len(prompts)} prompts")
         if not images:
             return []
-        text = self.tokenizer(list(prompts), padding=True, truncation=True,
-                              max_length=self.tokenizer.model_max_length, return_tensors="pt")
+        text = self.tokenizer(
+            list(prompts),
+            padding=True,
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
         pixels = self.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-        outputs = self.model(input_ids=text.input_ids.to(self.device),
-                             attention_mask=text.attention_mask.to(self.device),
-                             pixel_values=pixels.pixel_values.to(self.device))
+        outputs = self.model(
+            input_ids=text.input_ids.to(self.device),
+            attention_mask=text.attention_mask.to(self.device),
+            pixel_values=pixels.pixel_values.to(self.device),
+        )
         # text_embeds and image_embeds come out L2-normalised, (N, projection_dim) each.
         cosine = (outputs.image_embeds * outputs.text_embeds).sum(dim=-1)
         return (100.0 * cosine.clamp(min=0)).tolist()

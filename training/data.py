@@ -179,18 +179,28 @@ def augment(image: torch.Tensor, augmentation: Augmentation, seed: int) -> torch
     height, width = image.shape[-2:]
     a = augmentation
     angle = uniform(-a.rotation_deg, a.rotation_deg)
-    translate = [round(uniform(-a.translate_frac, a.translate_frac) * width),
-                 round(uniform(-a.translate_frac, a.translate_frac) * height)]
+    translate = [
+        round(uniform(-a.translate_frac, a.translate_frac) * width),
+        round(uniform(-a.translate_frac, a.translate_frac) * height),
+    ]
     scale = uniform(a.scale_min, a.scale_max)
     brightness = uniform(1 - a.brightness, 1 + a.brightness)
     fill = image.mean(dim=(1, 2)).tolist()
-    out = TF.affine(image, angle=angle, translate=translate, scale=scale, shear=[0.0],
-                    interpolation=InterpolationMode.BILINEAR, fill=fill)
+    out = TF.affine(
+        image,
+        angle=angle,
+        translate=translate,
+        scale=scale,
+        shear=[0.0],
+        interpolation=InterpolationMode.BILINEAR,
+        fill=fill,
+    )
     return TF.adjust_brightness(out, brightness).clamp(0, 1)
 
 
-def prepare_pixels(example: Example, resolution_px: int, augmentation: Augmentation, variant: int,
-                   seed: int) -> torch.Tensor:
+def prepare_pixels(
+    example: Example, resolution_px: int, augmentation: Augmentation, variant: int, seed: int
+) -> torch.Tensor:
     """The VAE's input for one example: (3, R, R) normalised to [-1, 1]."""
     image = load_image(example.path, resolution_px)
     if variant > 0:

@@ -54,7 +54,9 @@ def inference_target(workdir: Path, url: str | None, key_file: Path | None) -> t
     config = Path(workdir) / "config.properties"
     if not config.is_file():
         raise FileNotFoundError(f"{config} not found: give --url or the running server's --workdir")
-    values = dict(line.split("=", 1) for line in config.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    values = dict(
+        line.split("=", 1) for line in config.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
     return values["inference_address"].strip().replace("0.0.0.0", "127.0.0.1"), headers
 
 
@@ -67,8 +69,18 @@ def request_image(url: str, headers: dict, model: str, version: str, fields: dic
     return image.convert("RGB")
 
 
-def evaluate(url: str, headers: dict, model: str, versions: list[str], styles: list[str], prompts: list[str],
-             scorer: ClipScorer, seeds: list[int], generation: dict, timeout_s: float = 600) -> list[Score]:
+def evaluate(
+    url: str,
+    headers: dict,
+    model: str,
+    versions: list[str],
+    styles: list[str],
+    prompts: list[str],
+    scorer: ClipScorer,
+    seeds: list[int],
+    generation: dict,
+    timeout_s: float = 600,
+) -> list[Score]:
     """One image per (version, style, prompt, seed); txt2img styles, or animals classes as
     `styles` (their prompt is then the server's "a photo of a <animal>" wording)."""
     scores = []
@@ -108,8 +120,9 @@ def write_reports(scores: list[Score], out: Path) -> tuple[Path, Path]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", choices=("txt2img", "animals"), default="txt2img")
     p.add_argument("--version", dest="versions", required=True, help="comma-separated versions, e.g. 1.0,2.0")
     p.add_argument("--styles", default="none", help="txt2img: comma-separated styles ('none' = no LoRA)")
@@ -125,8 +138,11 @@ def main(argv=None) -> None:
     p.add_argument("--weights", type=Path, help="weights root for the CLIP model (default: weights/)")
     p.add_argument("--out", type=Path, default=Path("reports") / "clip_score")
     args = p.parse_args(argv)
-    prompts = ([line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
-               if args.prompts else list(DEFAULT_PROMPTS))
+    prompts = (
+        [line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
+        if args.prompts
+        else list(DEFAULT_PROMPTS)
+    )
     styles = (args.animals if args.model == "animals" else args.styles).split(",")
     if args.model == "animals":
         prompts = prompts[:1]  # the class decides the prompt; one pass per class and seed
@@ -136,9 +152,17 @@ def main(argv=None) -> None:
         print(f"note: scoring with the TINY SYNTHETIC CLIP in {clip.path}; put a real one in weights/clip/")
     try:
         url, headers = inference_target(args.workdir, args.url, args.key_file)
-        scores = evaluate(url, headers, args.model, args.versions.split(","), styles, prompts, ClipScorer(clip.path),
-                          [int(s) for s in args.seeds.split(",")],
-                          {"steps": args.steps, "width": args.size, "height": args.size, "guidance": args.guidance})
+        scores = evaluate(
+            url,
+            headers,
+            args.model,
+            args.versions.split(","),
+            styles,
+            prompts,
+            ClipScorer(clip.path),
+            [int(s) for s in args.seeds.split(",")],
+            {"steps": args.steps, "width": args.size, "height": args.size, "guidance": args.guidance},
+        )
     except (RuntimeError, FileNotFoundError, requests.RequestException) as error:
         raise SystemExit(f"error: {error}") from None
     csv_path, md_path = write_reports(scores, args.out)

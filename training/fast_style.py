@@ -30,8 +30,15 @@ from imagelab.fast_style.transformer_net import TransformerNet
 from training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from training.data import IMAGE_SUFFIXES, load_image, unreadable_reason
 from training.metrics import plot_metrics, write_metrics_csv
-from training.runs import (RUNS_DIR, new_run_id, read_run_config, resolve_run_dir, to_jsonable, write_run_config,
-                           write_skipped)
+from training.runs import (
+    RUNS_DIR,
+    new_run_id,
+    read_run_config,
+    resolve_run_dir,
+    to_jsonable,
+    write_run_config,
+    write_skipped,
+)
 from training.vgg16 import load_vgg16_features, normalize_batch, resolve_vgg16
 
 METRIC_COLUMNS = ("epoch", "step", "content_loss", "style_loss", "total_loss", "lr")
@@ -100,8 +107,9 @@ def content_images(folder: Path) -> tuple[list[Path], list]:
     return readable, skipped
 
 
-def train_fast_style(config: FastStyleTrainConfig, run_dir: Path, resume: bool = False,
-                     argv: list | None = None) -> FastStyleRun:
+def train_fast_style(
+    config: FastStyleTrainConfig, run_dir: Path, resume: bool = False, argv: list | None = None
+) -> FastStyleRun:
     run_dir = Path(run_dir)
     paths, skipped = content_images(config.content_dir)
     if not paths:
@@ -111,9 +119,17 @@ def train_fast_style(config: FastStyleTrainConfig, run_dir: Path, resume: bool =
     layout = WeightsLayout(config.weights_dir) if config.weights_dir else WeightsLayout.default()
     vgg_weights = resolve_vgg16(layout)
     if not resume:
-        write_run_config(run_dir, config, argv, extra={"vgg16": str(vgg_weights.path),
-                                                       "vgg16_synthetic": vgg_weights.synthetic,
-                                                       "content_images": len(paths), "skipped_images": len(skipped)})
+        write_run_config(
+            run_dir,
+            config,
+            argv,
+            extra={
+                "vgg16": str(vgg_weights.path),
+                "vgg16_synthetic": vgg_weights.synthetic,
+                "content_images": len(paths),
+                "skipped_images": len(skipped),
+            },
+        )
     write_skipped(run_dir, skipped)
     device = config.device
     vgg = load_vgg16_features(vgg_weights.path, device)
@@ -146,13 +162,14 @@ def train_fast_style(config: FastStyleTrainConfig, run_dir: Path, resume: bool =
         while step < total_steps:
             epoch, position = divmod(step, batches_per_epoch)
             order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-            chosen = order[position * config.batch_size:(position + 1) * config.batch_size].tolist()
+            chosen = order[position * config.batch_size : (position + 1) * config.batch_size].tolist()
             x = torch.stack([load_image(paths[i], config.image_size_px) * 255.0 for i in chosen]).to(device)
             y = transformer(x)
             features_y, features_x = vgg(normalize_batch(y)), vgg(normalize_batch(x))
             content_loss = config.content_weight * F.mse_loss(features_y.relu2_2, features_x.relu2_2)
             style_loss = config.style_weight * sum(
-                F.mse_loss(gram_matrix(fy), gs.expand(len(chosen), -1, -1)) for fy, gs in zip(features_y, gram_style))
+                F.mse_loss(gram_matrix(fy), gs.expand(len(chosen), -1, -1)) for fy, gs in zip(features_y, gram_style)
+            )
             total = content_loss + style_loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -163,7 +180,9 @@ def train_fast_style(config: FastStyleTrainConfig, run_dir: Path, resume: bool =
             row["style_loss"] += float(style_loss.detach())
             row["n"] += 1
             progress.update(1)
-            progress.set_postfix(content=f"{row['content_loss'] / row['n']:.3g}", style=f"{row['style_loss'] / row['n']:.3g}")
+            progress.set_postfix(
+                content=f"{row['content_loss'] / row['n']:.3g}", style=f"{row['style_loss'] / row['n']:.3g}"
+            )
             if step % batches_per_epoch == 0 or step == total_steps:
                 metrics.append(_row(epoch, step, sums[epoch], config.learning_rate))
                 _write_metrics(run_dir, metrics)
@@ -195,8 +214,14 @@ def _style_tensor(config: FastStyleTrainConfig) -> torch.Tensor:
 
 def _row(epoch: int, step: int, sums: dict, lr: float) -> dict:
     content, style = sums["content_loss"] / sums["n"], sums["style_loss"] / sums["n"]
-    return {"epoch": epoch + 1, "step": step, "content_loss": content, "style_loss": style,
-            "total_loss": content + style, "lr": lr}
+    return {
+        "epoch": epoch + 1,
+        "step": step,
+        "content_loss": content,
+        "style_loss": style,
+        "total_loss": content + style,
+        "lr": lr,
+    }
 
 
 def _write_metrics(run_dir: Path, metrics: list) -> None:
@@ -207,19 +232,25 @@ def _write_metrics(run_dir: Path, metrics: list) -> None:
 def lineage_of(run: FastStyleRun, config: FastStyleTrainConfig) -> dict:
     from training.publish import sha256_of
 
-    return {"run_id": run.run_dir.name, "run_dir": str(run.run_dir.resolve()), "job": "fast_style",
-            "config": to_jsonable(config), "steps": run.steps,
-            "final_metrics": run.metrics[-1] if run.metrics else None,
-            "exported": {"file": run.weights_path.name, "sha256": sha256_of(run.weights_path)},
-            "skipped_images": run.skipped_images}
+    return {
+        "run_id": run.run_dir.name,
+        "run_dir": str(run.run_dir.resolve()),
+        "job": "fast_style",
+        "config": to_jsonable(config),
+        "steps": run.steps,
+        "final_metrics": run.metrics[-1] if run.metrics else None,
+        "exported": {"file": run.weights_path.name, "sha256": sha256_of(run.weights_path)},
+        "skipped_images": run.skipped_images,
+    }
 
 
 def main(argv=None) -> None:
     from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR, deploy_archive, publish
 
     d = FastStyleTrainConfig(Path("."), Path("."), "x")
-    p = argparse.ArgumentParser(prog="python -m training.fast_style", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m training.fast_style", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--content-dir", type=Path, help="content images (searched recursively)")
     p.add_argument("--style-image", type=Path)
     p.add_argument("--style", help="the new style's name [a-z0-9_]+")
@@ -256,9 +287,22 @@ def main(argv=None) -> None:
             if not (args.content_dir and args.style_image and args.style):
                 raise ValueError("--content-dir, --style-image and --style are required (or --resume RUN)")
             config = FastStyleTrainConfig(
-                args.content_dir, args.style_image, args.style, args.weights, args.image_size, args.style_size,
-                args.batch_size, args.epochs, args.max_steps, args.lr, args.content_weight, args.style_weight,
-                args.seed, args.checkpoint_every, device=args.device)
+                args.content_dir,
+                args.style_image,
+                args.style,
+                args.weights,
+                args.image_size,
+                args.style_size,
+                args.batch_size,
+                args.epochs,
+                args.max_steps,
+                args.lr,
+                args.content_weight,
+                args.style_weight,
+                args.seed,
+                args.checkpoint_every,
+                device=args.device,
+            )
             run_dir = args.runs_dir / (args.run_id or new_run_id("fast_style"))
             if run_dir.exists():
                 raise ValueError(f"{run_dir} exists; pick another --run-id or --resume it")
@@ -271,8 +315,14 @@ def main(argv=None) -> None:
     if not args.archive:
         return
     root = config.weights_dir or WeightsLayout.default().root
-    published = publish("fast_style", run.weights_path, f"fast_style/{config.style}.safetensors", root,
-                        args.store, lineage_of(run, config))
+    published = publish(
+        "fast_style",
+        run.weights_path,
+        f"fast_style/{config.style}.safetensors",
+        root,
+        args.store,
+        lineage_of(run, config),
+    )
     print(f"built {published.archive} ({published.model} {published.version})")
     if args.deploy:
         try:

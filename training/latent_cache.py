@@ -36,8 +36,7 @@ class LatentCache:
         text = f"{self.namespace}|{Path(path).resolve()}|{resolution_px}|{variant}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
-    def get(self, path: Path, resolution_px: int, variant: int,
-            encode: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get(self, path: Path, resolution_px: int, variant: int, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The cached posterior parameters (2C, h, w), computing them with `encode` on a miss."""
         key = self.key(path, resolution_px, variant)
         if self.mode == "memory" and key in self.memory:

@@ -23,8 +23,16 @@ from archiver.layout import WeightsLayout
 from imagelab.diffusion.lora import save_lora
 from training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from training.clip_score import ClipScorer, resolve_clip_dir
-from training.data import (DatasetSplit, Example, class_folder_dataset, class_prompts, pick_prompt,
-                           prepare_pixels, style_dataset, style_prompts)
+from training.data import (
+    DatasetSplit,
+    Example,
+    class_folder_dataset,
+    class_prompts,
+    pick_prompt,
+    prepare_pixels,
+    style_dataset,
+    style_prompts,
+)
 from training.latent_cache import LatentCache
 from training.lora_config import LoraTrainConfig
 from training.lora_trainer import LoraTrainer, StepStats, load_components
@@ -92,8 +100,13 @@ class _StopOnSigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train_lora(config: LoraTrainConfig, run_dir: Path, resume: bool = False, argv: list | None = None,
-               on_step: Callable[[int, StepStats], None] | None = None) -> LoraRun:
+def train_lora(
+    config: LoraTrainConfig,
+    run_dir: Path,
+    resume: bool = False,
+    argv: list | None = None,
+    on_step: Callable[[int, StepStats], None] | None = None,
+) -> LoraRun:
     """Train (or, with `resume`, continue from the run's last checkpoint) and export the LoRA.
 
     KeyboardInterrupt (Ctrl-C, or raised by `on_step`) writes a checkpoint of the last
@@ -104,27 +117,45 @@ def train_lora(config: LoraTrainConfig, run_dir: Path, resume: bool = False, arg
     if not data.train:
         raise ValueError(f"{config.data_dir}: no training images left after the validation split")
     if not resume:
-        write_run_config(run_dir, config, argv, extra={
-            "model_dir": str(model_dir), "labels": list(data.labels),
-            "train_images": len(data.train), "val_images": len(data.val), "skipped_images": len(data.skipped)})
+        write_run_config(
+            run_dir,
+            config,
+            argv,
+            extra={
+                "model_dir": str(model_dir),
+                "labels": list(data.labels),
+                "train_images": len(data.train),
+                "val_images": len(data.val),
+                "skipped_images": len(data.skipped),
+            },
+        )
     write_skipped(run_dir, list(data.skipped))
     components = load_components(model_dir, config.device)
     batches_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / config.grad_accum_steps)
     trainer = LoraTrainer(config, components, total_steps)
-    cache = LatentCache(config.latent_cache, run_dir / "latents",
-                        namespace=f"{(model_dir / 'vae').resolve()}|{config.augmentation}|{config.seed}")
-    clip = ClipScorer(resolve_clip_dir(weights_layout(config)).path, config.device) if config.validation_images else None
+    cache = LatentCache(
+        config.latent_cache,
+        run_dir / "latents",
+        namespace=f"{(model_dir / 'vae').resolve()}|{config.augmentation}|{config.seed}",
+    )
+    clip = (
+        ClipScorer(resolve_clip_dir(weights_layout(config)).path, config.device) if config.validation_images else None
+    )
 
     def posteriors(examples: list[Example], variant: int) -> torch.Tensor:
-        encode = lambda ex: lambda: trainer.encode_posterior(  # noqa: E731
-            prepare_pixels(ex, config.resolution_px, config.augmentation, variant, config.seed))
+        def encode(ex):
+            """A thunk the cache calls only on a miss."""
+            return lambda: trainer.encode_posterior(
+                prepare_pixels(ex, config.resolution_px, config.augmentation, variant, config.seed)
+            )
+
         return torch.stack([cache.get(ex.path, config.resolution_px, variant, encode(ex)) for ex in examples])
 
     def micro_batch(index: int) -> tuple[int, tuple[torch.Tensor, list[str]]]:
         epoch, position = divmod(index, batches_per_epoch)
         order = epoch_order(len(data.train), config.seed, epoch)
-        examples = [data.train[i] for i in order[position * config.batch_size:(position + 1) * config.batch_size]]
+        examples = [data.train[i] for i in order[position * config.batch_size : (position + 1) * config.batch_size]]
         variant = config.augmentation.variant_for_epoch(epoch)
         return epoch, (posteriors(examples, variant), [pick_prompt(ex, epoch, config.seed) for ex in examples])
 
@@ -170,8 +201,9 @@ def train_lora(config: LoraTrainConfig, run_dir: Path, resume: bool = False, arg
                 if step == total_steps:
                     finished = max(finished, last_epoch + 1)  # a capped run's last, partial epoch
                 while len(metrics) < finished:
-                    metrics.append(_evaluate(len(metrics), step, sums, data, trainer, clip, config, run_dir,
-                                             posteriors))
+                    metrics.append(
+                        _evaluate(len(metrics), step, sums, data, trainer, clip, config, run_dir, posteriors)
+                    )
                     _write_metrics(run_dir, metrics)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
@@ -187,8 +219,9 @@ def train_lora(config: LoraTrainConfig, run_dir: Path, resume: bool = False, arg
     finally:
         progress.close()
     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
-    lora_path = save_lora(run_dir / "export" / f"{config.style}.safetensors", trainer.lora_weights(),
-                          alpha=config.lora_alpha)
+    lora_path = save_lora(
+        run_dir / "export" / f"{config.style}.safetensors", trainer.lora_weights(), alpha=config.lora_alpha
+    )
     _write_metrics(run_dir, metrics)
     return LoraRun(run_dir, lora_path, model_dir, step, metrics, len(data.skipped))
 
@@ -199,7 +232,7 @@ def _evaluate(epoch, step, sums, data, trainer, clip, config, run_dir, posterior
     total = sums.get(epoch, {"loss": math.nan, "n": 1, "grad_norm": math.nan, "steps": 1, "lr": math.nan})
     val_batches = [
         (posteriors(list(chunk), 0), [ex.prompts[0] for ex in chunk])
-        for chunk in (data.val[i:i + config.batch_size] for i in range(0, len(data.val), config.batch_size))
+        for chunk in (data.val[i : i + config.batch_size] for i in range(0, len(data.val), config.batch_size))
     ]
     clip_score = None
     if clip is not None:
@@ -208,8 +241,9 @@ def _evaluate(epoch, step, sums, data, trainer, clip, config, run_dir, posterior
         else:
             subjects = style_prompts(config.token)
             prompts = [subjects[i % len(subjects)] for i in range(config.validation_images)]
-        images = trainer.generate(prompts, config.resolution_px, config.validation_steps,
-                                  config.validation_guidance, seed=config.seed)
+        images = trainer.generate(
+            prompts, config.resolution_px, config.validation_steps, config.validation_guidance, seed=config.seed
+        )
         clip_score = sum(clip.score(images, prompts)) / len(images)
         _save_grid(images, run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
     return {

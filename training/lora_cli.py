@@ -8,8 +8,15 @@ from pathlib import Path
 import torch
 
 from training.data import Augmentation
-from training.lora_config import (CAPABILITIES, DATASET_KINDS, INIT_LORA_WEIGHTS, LATENT_CACHES, LR_SCHEDULES,
-                                  MIXED_PRECISION, LoraTrainConfig)
+from training.lora_config import (
+    CAPABILITIES,
+    DATASET_KINDS,
+    INIT_LORA_WEIGHTS,
+    LATENT_CACHES,
+    LR_SCHEDULES,
+    MIXED_PRECISION,
+    LoraTrainConfig,
+)
 from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR
 from training.runs import RUNS_DIR, new_run_id, read_run_config, resolve_run_dir
 
@@ -28,12 +35,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, help="weights root (default: weights/)")
     p.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     p.add_argument("--run-id", help="default: lora-<date>-<time>-<random>")
-    p.add_argument("--resume", metavar="RUN", help="continue a run (folder or id) from its last checkpoint, "
-                   "with its own config.json; training options are then ignored")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a run (folder or id) from its last checkpoint, "
+        "with its own config.json; training options are then ignored",
+    )
     p.add_argument("--resolution", type=int, default=DEFAULTS.resolution_px, dest="resolution_px")
     p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction)
-    p.add_argument("--augment-variants", type=int, default=AUG.variants,
-                   help="augmented copies per image (rotation, translation, scale, brightness); 0: none")
+    p.add_argument(
+        "--augment-variants",
+        type=int,
+        default=AUG.variants,
+        help="augmented copies per image (rotation, translation, scale, brightness); 0: none",
+    )
     p.add_argument("--rotation-deg", type=float, default=AUG.rotation_deg)
     p.add_argument("--translate-frac", type=float, default=AUG.translate_frac)
     p.add_argument("--scale-range", type=float, nargs=2, default=(AUG.scale_min, AUG.scale_max))
@@ -71,15 +86,51 @@ def parser() -> argparse.ArgumentParser:
 def config_from(args) -> LoraTrainConfig:
     if args.data_dir is None:
         raise ValueError("--data-dir is required (or --resume RUN)")
-    augmentation = Augmentation(args.augment_variants, args.rotation_deg, args.translate_frac,
-                                args.scale_range[0], args.scale_range[1], args.brightness)
-    names = ("capability", "style", "dataset", "token", "model_dir", "resolution_px", "val_fraction", "rank",
-             "lora_alpha", "lora_dropout", "init_lora_weights", "learning_rate", "lr_schedule", "warmup_steps",
-             "weight_decay", "max_grad_norm", "batch_size", "grad_accum_steps", "epochs", "max_steps",
-             "mixed_precision", "device", "seed", "checkpoint_every", "keep_checkpoints", "latent_cache",
-             "validation_images", "validation_steps", "validation_guidance")
-    return LoraTrainConfig(data_dir=args.data_dir, weights_dir=args.weights, augmentation=augmentation,
-                           **{n: getattr(args, n) for n in names})
+    augmentation = Augmentation(
+        args.augment_variants,
+        args.rotation_deg,
+        args.translate_frac,
+        args.scale_range[0],
+        args.scale_range[1],
+        args.brightness,
+    )
+    names = (
+        "capability",
+        "style",
+        "dataset",
+        "token",
+        "model_dir",
+        "resolution_px",
+        "val_fraction",
+        "rank",
+        "lora_alpha",
+        "lora_dropout",
+        "init_lora_weights",
+        "learning_rate",
+        "lr_schedule",
+        "warmup_steps",
+        "weight_decay",
+        "max_grad_norm",
+        "batch_size",
+        "grad_accum_steps",
+        "epochs",
+        "max_steps",
+        "mixed_precision",
+        "device",
+        "seed",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "latent_cache",
+        "validation_images",
+        "validation_steps",
+        "validation_guidance",
+    )
+    return LoraTrainConfig(
+        data_dir=args.data_dir,
+        weights_dir=args.weights,
+        augmentation=augmentation,
+        **{n: getattr(args, n) for n in names},
+    )
 
 
 def main(argv=None) -> None:
@@ -110,13 +161,21 @@ def main(argv=None) -> None:
     if run.skipped_images:
         print(f"skipped {run.skipped_images} unreadable image(s); see {run.run_dir / 'skipped_images.json'}")
     if run.metrics:
-        print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in run.metrics[-1].items()
-                                             if isinstance(v, (int, float))))
+        print(
+            "final metrics: "
+            + ", ".join(f"{k}={v:.4g}" for k, v in run.metrics[-1].items() if isinstance(v, (int, float)))
+        )
     if not args.archive:
         return
-    published = publish(config.capability, run.lora_path, archive_path_for(config),
-                        (config.weights_dir or _default_weights()), args.store, lineage_of(run, config),
-                        base_model_dir=run.model_dir)
+    published = publish(
+        config.capability,
+        run.lora_path,
+        archive_path_for(config),
+        (config.weights_dir or _default_weights()),
+        args.store,
+        lineage_of(run, config),
+        base_model_dir=run.model_dir,
+    )
     print(f"built {published.archive} ({published.model} {published.version})")
     if args.deploy:
         try:

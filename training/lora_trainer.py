@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
-                       UNet2DConditionModel)
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from torch.nn import functional as F
@@ -79,18 +84,21 @@ class LoraTrainer:
         self.device = config.device
         self.precision = resolve_precision(config.mixed_precision, config.device)
         torch.manual_seed(config.seed)  # peft draws the initial lora_A from torch's global RNG
-        components.unet.add_adapter(LoraConfig(
-            r=config.rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            init_lora_weights=True if config.init_lora_weights == "default" else config.init_lora_weights,
-            target_modules=list(TARGET_MODULES),
-        ))
+        components.unet.add_adapter(
+            LoraConfig(
+                r=config.rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                init_lora_weights=True if config.init_lora_weights == "default" else config.init_lora_weights,
+                target_modules=list(TARGET_MODULES),
+            )
+        )
         self.params = {n: p for n, p in components.unet.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError("the LoRA config matched no UNet module")
-        self.optimizer = torch.optim.AdamW(self.params.values(), lr=config.learning_rate,
-                                           weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params.values(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         self.lr_scheduler = make_lr_scheduler(self.optimizer, config.lr_schedule, config.warmup_steps, total_steps)
         device_type = "cuda" if self.device.startswith("cuda") else "cpu"
         self.scaler = torch.amp.GradScaler(device_type, enabled=self.precision == "fp16")
@@ -113,8 +121,13 @@ class LoraTrainer:
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """(B, 77, D) text embeddings; each prompt is encoded once (the encoder is frozen)."""
         for prompt in set(prompts) - set(self._prompt_embeds):
-            ids = self.c.tokenizer(prompt, padding="max_length", truncation=True,
-                                   max_length=self.c.tokenizer.model_max_length, return_tensors="pt").input_ids
+            ids = self.c.tokenizer(
+                prompt,
+                padding="max_length",
+                truncation=True,
+                max_length=self.c.tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids
             self._prompt_embeds[prompt] = self.c.text_encoder(ids.to(self.device))[0][0]
         return torch.stack([self._prompt_embeds[p] for p in prompts])
 
@@ -122,8 +135,9 @@ class LoraTrainer:
         """Epsilon-prediction MSE for one micro-batch; every random draw comes from `generator`."""
         latents = sample_latents(posteriors, generator, self.c.vae.config.scaling_factor)
         noise = torch.randn(latents.shape, generator=generator)
-        timesteps = torch.randint(0, self.c.noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                  generator=generator)
+        timesteps = torch.randint(
+            0, self.c.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
+        )
         latents, noise, timesteps = latents.to(self.device), noise.to(self.device), timesteps.to(self.device)
         noisy = self.c.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.c.noise_scheduler.config.prediction_type == "v_prediction":
@@ -135,8 +149,9 @@ class LoraTrainer:
             prediction = self.c.unet(noisy, timesteps, embeds, return_dict=False)[0]
         return F.mse_loss(prediction.float(), target.float())
 
-    def step(self, micro_batches: list[tuple[torch.Tensor, list[str]]], generator: torch.Generator | None = None
-             ) -> StepStats:
+    def step(
+        self, micro_batches: list[tuple[torch.Tensor, list[str]]], generator: torch.Generator | None = None
+    ) -> StepStats:
         """One optimizer step over `micro_batches` (gradient accumulation), with clipping."""
         generator = generator or self.generator
         self.c.unet.train()
@@ -171,16 +186,27 @@ class LoraTrainer:
     def generate(self, prompts: list[str], size_px: int, steps: int, guidance: float, seed: int) -> list:
         """Validation pictures with the LoRA applied, one seeded generator per image."""
         pipe = StableDiffusionPipeline(
-            vae=self.c.vae, text_encoder=self.c.text_encoder, tokenizer=self.c.tokenizer, unet=self.c.unet,
+            vae=self.c.vae,
+            text_encoder=self.c.text_encoder,
+            tokenizer=self.c.tokenizer,
+            unet=self.c.unet,
             scheduler=DPMSolverMultistepScheduler.from_config(self.c.noise_scheduler.config),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
         )
         pipe.set_progress_bar_config(disable=True)
         self.c.unet.eval()
         generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
         with torch.random.fork_rng(devices=[]), self.autocast():
-            images = pipe(prompt=list(prompts), height=size_px, width=size_px, num_inference_steps=steps,
-                          guidance_scale=guidance, generator=generators).images
+            images = pipe(
+                prompt=list(prompts),
+                height=size_px,
+                width=size_px,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=generators,
+            ).images
         self.c.unet.train()
         return images
 
@@ -195,8 +221,11 @@ class LoraTrainer:
         return weights
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "lr_scheduler": self.lr_scheduler.state_dict(),
-                "scaler": self.scaler.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state_dict(self, trainable: dict, state: dict) -> None:
         missing = sorted(set(self.params) - set(trainable))

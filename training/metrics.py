@@ -61,8 +61,7 @@ def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, point
         y_lo, y_hi = y_lo - 1.0, y_hi + 1.0
     span_x = (x_hi - x_lo) or 1.0
     pixels = [
-        (x0 + (px - x_lo) / span_x * (x1 - x0), y1 - (py - y_lo) / (y_hi - y_lo) * (y1 - y0))
-        for px, py in points
+        (x0 + (px - x_lo) / span_x * (x1 - x0), y1 - (py - y_lo) / (y_hi - y_lo) * (y1 - y0)) for px, py in points
     ]
     if len(pixels) > 1:
         draw.line(pixels, fill=colour, width=2)

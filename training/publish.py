@@ -62,8 +62,16 @@ def next_version_in(store: Path, model: str) -> str:
     return next_version(store, model)
 
 
-def publish(model: str, trained_file: Path, archive_path: str, weights_root: Path, store: Path,
-            lineage: dict, version: str | None = None, base_model_dir: Path | None = None) -> Published:
+def publish(
+    model: str,
+    trained_file: Path,
+    archive_path: str,
+    weights_root: Path,
+    store: Path,
+    lineage: dict,
+    version: str | None = None,
+    base_model_dir: Path | None = None,
+) -> Published:
     """Build the next version of `model` with `trained_file` at `archive_path` of the weights
     layout. `base_model_dir`: the SD 1.5 folder the LoRA was trained on; the archive must use
     the same one, or the LoRA would be applied to weights it never saw."""
@@ -76,14 +84,18 @@ def publish(model: str, trained_file: Path, archive_path: str, weights_root: Pat
         if base_model_dir is not None:
             base = layout.resolve_dir("sd15", "model_index.json", _no_synthesis)
             if base.path.resolve() != Path(base_model_dir).resolve():
-                raise ValueError(f"the LoRA was trained on {base_model_dir} but a {model} archive from "
-                                 f"{weights_root} would use {base.path.resolve()}; train with that model")
+                raise ValueError(
+                    f"the LoRA was trained on {base_model_dir} but a {model} archive from "
+                    f"{weights_root} would use {base.path.resolve()}; train with that model"
+                )
         archive = build_archive(CAPABILITIES[model], layout, store, version, lineage=lineage)
     return Published(archive, model, version)
 
 
 def _no_synthesis(out: Path) -> Path:
-    raise FileNotFoundError("no SD 1.5 folder (real or tiny) in the weights root; run `python -m archiver weights synth`")
+    raise FileNotFoundError(
+        "no SD 1.5 folder (real or tiny) in the weights root; run `python -m archiver weights synth`"
+    )
 
 
 def deploy_archive(archive: Path, workdir: Path = DEFAULT_WORKDIR, workers: int = 1):

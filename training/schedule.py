@@ -22,7 +22,9 @@ def lr_multiplier(step: int, schedule: str, warmup_steps: int, total_steps: int)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int,
-                      total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def make_lr_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(step, schedule, warmup_steps, total_steps))
+        optimizer, lambda step: lr_multiplier(step, schedule, warmup_steps, total_steps)
+    )

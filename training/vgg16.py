@@ -22,8 +22,11 @@ from imagelab.weights_io import read_state_dict
 VGG16_CFG: tuple = tuple(cfgs["D"])
 # Index of each ReLU in torchvision's vgg16().features (pytorch/examples' Vgg16 slices).
 RELU_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
-CONV_INDICES = tuple(i for i, entry in enumerate(
-    [x for c in VGG16_CFG for x in ((c,) if c == "M" else (c, "R"))]) if entry not in ("M", "R"))
+CONV_INDICES = tuple(
+    i
+    for i, entry in enumerate([x for c in VGG16_CFG for x in ((c,) if c == "M" else (c, "R"))])
+    if entry not in ("M", "R")
+)
 
 
 class VggOutputs(NamedTuple):
@@ -62,8 +65,10 @@ def infer_vgg16_widths(state_dict: dict) -> list[int]:
         if weight is None or f"features.{index}.bias" not in state_dict:
             raise ValueError(f"not a torchvision VGG16 state dict: features.{index}.weight/bias missing")
         if weight.ndim != 4 or tuple(weight.shape[1:]) != (in_channels, 3, 3):
-            raise ValueError(f"not a torchvision VGG16 state dict: features.{index}.weight has shape "
-                             f"{tuple(weight.shape)}, expected (C, {in_channels}, 3, 3)")
+            raise ValueError(
+                f"not a torchvision VGG16 state dict: features.{index}.weight has shape "
+                f"{tuple(weight.shape)}, expected (C, {in_channels}, 3, 3)"
+            )
         in_channels = int(weight.shape[0])
         widths.append(in_channels)
     return widths
@@ -74,8 +79,13 @@ def load_vgg16_features(path: Path, device: str = "cpu") -> Vgg16Features:
     state_dict = read_state_dict(Path(path))
     widths = iter(infer_vgg16_widths(state_dict))
     layers = make_layers([c if c == "M" else next(widths) for c in VGG16_CFG])
-    layers.load_state_dict({k.removeprefix("features."): v for k, v in state_dict.items()
-                            if k.startswith("features.") and int(k.split(".")[1]) < len(layers)})
+    layers.load_state_dict(
+        {
+            k.removeprefix("features."): v
+            for k, v in state_dict.items()
+            if k.startswith("features.") and int(k.split(".")[1]) < len(layers)
+        }
+    )
     return Vgg16Features(layers).to(device).eval().requires_grad_(False)
 
 

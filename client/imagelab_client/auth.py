@@ -34,10 +34,8 @@ class Credentials:
         """Re-read the key file; True if a key changed (so one more try is worth it)."""
         before = (self.inference_key, self.management_key)
         from_file = read_key_file(self.key_file) if self.key_file else (None, None)
-        self.inference_key = (self.given_inference_key or from_file[0]
-                              or os.environ.get(INFERENCE_KEY_ENV))
-        self.management_key = (self.given_management_key or from_file[1]
-                               or os.environ.get(MANAGEMENT_KEY_ENV))
+        self.inference_key = self.given_inference_key or from_file[0] or os.environ.get(INFERENCE_KEY_ENV)
+        self.management_key = self.given_management_key or from_file[1] or os.environ.get(MANAGEMENT_KEY_ENV)
         return (self.inference_key, self.management_key) != before
 
     def header(self, management: bool = False) -> dict:

@@ -22,24 +22,38 @@ FORMATS = ("png", "jpeg", "webp")
 def _connection_flags(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """On the main parser with defaults; again on each subcommand with SUPPRESS, so a flag
     given after the subcommand overrides and one not given keeps the main default."""
+
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
     group = parser.add_argument_group("connection")
-    group.add_argument("--url", default=default(os.environ.get("IMAGELAB_URL")),
-                       help="inference address (rest/v2: http://127.0.0.1:8080; grpc: 127.0.0.1:7070)")
-    group.add_argument("--management-url", default=default(os.environ.get("IMAGELAB_MANAGEMENT_URL")),
-                       help="management address (rest/v2: http://127.0.0.1:8081; grpc: 127.0.0.1:7071)")
-    group.add_argument("--key-file", default=default(os.environ.get("IMAGELAB_KEY_FILE")),
-                       help="TorchServe's key_file.json (token authorization)")
-    group.add_argument("--transport", choices=("rest", "grpc", "v2"),
-                       default=default(os.environ.get("IMAGELAB_TRANSPORT", "rest")))
+    group.add_argument(
+        "--url",
+        default=default(os.environ.get("IMAGELAB_URL")),
+        help="inference address (rest/v2: http://127.0.0.1:8080; grpc: 127.0.0.1:7070)",
+    )
+    group.add_argument(
+        "--management-url",
+        default=default(os.environ.get("IMAGELAB_MANAGEMENT_URL")),
+        help="management address (rest/v2: http://127.0.0.1:8081; grpc: 127.0.0.1:7071)",
+    )
+    group.add_argument(
+        "--key-file",
+        default=default(os.environ.get("IMAGELAB_KEY_FILE")),
+        help="TorchServe's key_file.json (token authorization)",
+    )
+    group.add_argument(
+        "--transport", choices=("rest", "grpc", "v2"), default=default(os.environ.get("IMAGELAB_TRANSPORT", "rest"))
+    )
     group.add_argument("--timeout-s", type=float, default=default(600.0), help="read timeout per call")
 
 
 def _output_flags(parser: argparse.ArgumentParser, default_name: str) -> None:
-    parser.add_argument("-o", "--output", help=f"file to write (default: {default_name}.<format>); "
-                        "several images become NAME-1.ext, NAME-2.ext, ...")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help=f"file to write (default: {default_name}.<format>); several images become NAME-1.ext, NAME-2.ext, ...",
+    )
     parser.add_argument("--format", choices=FORMATS)
     parser.add_argument("--quality", type=int, help="jpeg/webp quality 1-100")
     parser.add_argument("--version", help="model version (default: the server's default)")
@@ -47,31 +61,41 @@ def _output_flags(parser: argparse.ArgumentParser, default_name: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imagelab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="imagelab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _connection_flags(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help, epilog=epilog,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(
+            name, help=help, description=help, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         _connection_flags(sub, suppress=True)
         return sub
 
-    stylize = command("stylize", "fast style transfer of one image (model fast_style)", """examples:
+    stylize = command(
+        "stylize",
+        "fast style transfer of one image (model fast_style)",
+        """examples:
   imagelab stylize photo.jpg --style mosaic -o mosaic.png
   imagelab stylize photo.jpg --style udnie --max-side-px 512 --format jpeg --quality 85
-  imagelab --transport grpc --url 127.0.0.1:7070 stylize photo.jpg --style candy""")
+  imagelab --transport grpc --url 127.0.0.1:7070 stylize photo.jpg --style candy""",
+    )
     stylize.add_argument("image", help="JPEG, PNG or WEBP file")
-    stylize.add_argument("--style", help="candy, mosaic, udnie, rain_princess, ... "
-                         "(see `imagelab models describe fast_style`)")
+    stylize.add_argument(
+        "--style", help="candy, mosaic, udnie, rain_princess, ... (see `imagelab models describe fast_style`)"
+    )
     stylize.add_argument("--max-side-px", type=int)
     _output_flags(stylize, "stylized")
 
-    transfer = command("transfer", "optimisation style transfer, content + style image (model neural_style)",
-                       """examples:
+    transfer = command(
+        "transfer",
+        "optimisation style transfer, content + style image (model neural_style)",
+        """examples:
   imagelab transfer photo.jpg starry_night.jpg --steps 200 --max-side-px 512 -o starry.png
-  imagelab transfer photo.jpg texture.png --steps 50 --seed 7 --init noise --preserve-color""")
+  imagelab transfer photo.jpg texture.png --steps 50 --seed 7 --init noise --preserve-color""",
+    )
     transfer.add_argument("content", help="the photo to repaint")
     transfer.add_argument("style_image", help="the painting or texture whose style to take")
     transfer.add_argument("--steps", type=int)
@@ -86,9 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--time-budget-s", type=float)
     _output_flags(transfer, "transfer")
 
-    generate = command("generate", "text to image with a style LoRA (model txt2img)", """examples:
+    generate = command(
+        "generate",
+        "text to image with a style LoRA (model txt2img)",
+        """examples:
   imagelab generate "a lighthouse at dusk" --style van_gogh --seed 42 -o lighthouse.png
-  imagelab generate "a fox in snow" --num-images 4 --steps 25 --guidance 7.5 -o fox.png""")
+  imagelab generate "a fox in snow" --num-images 4 --steps 25 --guidance 7.5 -o fox.png""",
+    )
     generate.add_argument("prompt")
     generate.add_argument("--negative-prompt")
     generate.add_argument("--style", help="none, monet, van_gogh, ...")
@@ -102,9 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--scheduler")
     _output_flags(generate, "generated")
 
-    animal = command("animal", "an animal of the animals LoRA's classes (model animals)", """examples:
+    animal = command(
+        "animal",
+        "an animal of the animals LoRA's classes (model animals)",
+        """examples:
   imagelab animal lion --seed 1 -o lion.png
-  imagelab animal "snow leopard" --prompt-extra "on a rock" --contrast 1.1 --saturation 1.2""")
+  imagelab animal "snow leopard" --prompt-extra "on a rock" --contrast 1.1 --saturation 1.2""",
+    )
     animal.add_argument("name", help="a class name: lion, tiger, elephant, cat, dog, ...")
     animal.add_argument("--prompt-extra")
     animal.add_argument("--steps", type=int)
@@ -117,11 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     animal.add_argument("--height", type=int)
     _output_flags(animal, "animal")
 
-    models = command("models", "list, describe, set the default version, scale workers", """examples:
+    models = command(
+        "models",
+        "list, describe, set the default version, scale workers",
+        """examples:
   imagelab models                                  # every model, its versions and default
   imagelab models describe fast_style              # styles, field ranges and defaults (JSON)
   imagelab models set-default fast_style 1.1
-  imagelab models scale neural_style --min-worker 2 --max-worker 2""")
+  imagelab models scale neural_style --min-worker 2 --max-worker 2""",
+    )
     actions = models.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="models with versions (the default)")
     describe = actions.add_parser("describe", help="the handler's metadata as JSON")
@@ -141,8 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        client = ImageLabClient(args.url, transport=args.transport, management_url=args.management_url,
-                                key_file=args.key_file, read_timeout_s=args.timeout_s)
+        client = ImageLabClient(
+            args.url,
+            transport=args.transport,
+            management_url=args.management_url,
+            key_file=args.key_file,
+            read_timeout_s=args.timeout_s,
+        )
     except (ValueError, OSError, ImportError, RuntimeError) as error:
         print(f"imagelab: {error}", file=sys.stderr)
         return 2
@@ -168,28 +209,56 @@ def _infer(client: ImageLabClient, args) -> int:
             result = client.stylize(args.image, args.style, max_side_px=args.max_side_px, **common)
         elif args.command == "transfer":
             result = client.neural_style(
-                args.content, args.style_image, steps=args.steps, max_side_px=args.max_side_px,
-                content_weight=args.content_weight, style_weight=args.style_weight,
-                tv_weight=args.tv_weight, init=args.init, seed=args.seed,
-                preserve_color=args.preserve_color, optimizer=args.optimizer,
-                time_budget_s=args.time_budget_s, on_progress=bar, **common)
+                args.content,
+                args.style_image,
+                steps=args.steps,
+                max_side_px=args.max_side_px,
+                content_weight=args.content_weight,
+                style_weight=args.style_weight,
+                tv_weight=args.tv_weight,
+                init=args.init,
+                seed=args.seed,
+                preserve_color=args.preserve_color,
+                optimizer=args.optimizer,
+                time_budget_s=args.time_budget_s,
+                on_progress=bar,
+                **common,
+            )
         elif args.command == "generate":
             result = client.generate(
-                args.prompt, negative_prompt=args.negative_prompt, style=args.style,
-                style_scale=args.style_scale, steps=args.steps, guidance=args.guidance,
-                seed=args.seed, width=args.width, height=args.height, num_images=args.num_images,
-                scheduler=args.scheduler, on_progress=bar, **common)
+                args.prompt,
+                negative_prompt=args.negative_prompt,
+                style=args.style,
+                style_scale=args.style_scale,
+                steps=args.steps,
+                guidance=args.guidance,
+                seed=args.seed,
+                width=args.width,
+                height=args.height,
+                num_images=args.num_images,
+                scheduler=args.scheduler,
+                on_progress=bar,
+                **common,
+            )
         else:
             result = client.animal(
-                args.name, prompt_extra=args.prompt_extra, steps=args.steps, guidance=args.guidance,
-                seed=args.seed, contrast=args.contrast, saturation=args.saturation,
-                brightness=args.brightness, width=args.width, height=args.height,
-                on_progress=bar, **common)
+                args.name,
+                prompt_extra=args.prompt_extra,
+                steps=args.steps,
+                guidance=args.guidance,
+                seed=args.seed,
+                contrast=args.contrast,
+                saturation=args.saturation,
+                brightness=args.brightness,
+                width=args.width,
+                height=args.height,
+                on_progress=bar,
+                **common,
+            )
     finally:
         if bar is not None:
             bar.finish()
-    default_name = {"stylize": "stylized", "transfer": "transfer", "generate": "generated"}.get(
-        args.command, "animal")
+    default_name = {"stylize": "stylized", "transfer": "transfer", "generate": "generated"}.get(args.command, "animal")
     output = args.output or f"{default_name}.{'jpg' if result.format == 'jpeg' else result.format}"
     seeds = result.seeds or [None] * len(result.images)
     for path, image, seed in zip(result.save(output), result.images, seeds):
@@ -205,9 +274,17 @@ def _models(client: ImageLabClient, args) -> int:
             print(f"{model.name}\tversions: {', '.join(model.versions)}\tdefault: {model.default_version}")
     elif action == "describe":
         description = client.describe(args.model, args.version)
-        print(json.dumps({"model": description.name, "version": description.version,
-                          "workers": [w.get("status") for w in description.workers],
-                          **description.customized}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": description.name,
+                    "version": description.version,
+                    "workers": [w.get("status") for w in description.workers],
+                    **description.customized,
+                },
+                indent=2,
+            )
+        )
     elif action == "set-default":
         print(client.set_default(args.model, args.version))
     else:

@@ -39,15 +39,25 @@ class ImageLabClient:
     API.md addresses of that transport (http://127.0.0.1:8080 and :8081; gRPC 127.0.0.1:7070
     and :7071). Keys: see auth.Credentials. Use as a context manager, or call close()."""
 
-    def __init__(self, url: Optional[str] = None, *, transport: str = "rest",
-                 management_url: Optional[str] = None, key_file=None,
-                 inference_key: Optional[str] = None, management_key: Optional[str] = None,
-                 connect_timeout_s: float = 5.0, read_timeout_s: float = 600.0,
-                 retry: RetryPolicy = RetryPolicy(), pool_size: int = 10):
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        transport: str = "rest",
+        management_url: Optional[str] = None,
+        key_file=None,
+        inference_key: Optional[str] = None,
+        management_key: Optional[str] = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 600.0,
+        retry: RetryPolicy = RetryPolicy(),
+        pool_size: int = 10,
+    ):
         self.credentials = Credentials(key_file, inference_key, management_key)
         self.retry = retry
-        self.transport = make_transport(transport, url, management_url, self.credentials,
-                                        connect_timeout_s, read_timeout_s, pool_size)
+        self.transport = make_transport(
+            transport, url, management_url, self.credentials, connect_timeout_s, read_timeout_s, pool_size
+        )
 
     def __enter__(self) -> "ImageLabClient":
         return self
@@ -59,64 +69,150 @@ class ImageLabClient:
         self.transport.close()
 
     # Inference: one method per model.
-    def stylize(self, image: ImageInput, style: Optional[str] = None, *,
-                max_side_px: Optional[int] = None, format: Optional[str] = None,
-                quality: Optional[int] = None, version: Optional[str] = None,
-                extra: Optional[dict] = None) -> ImageResult:
+    def stylize(
+        self,
+        image: ImageInput,
+        style: Optional[str] = None,
+        *,
+        max_side_px: Optional[int] = None,
+        format: Optional[str] = None,
+        quality: Optional[int] = None,
+        version: Optional[str] = None,
+        extra: Optional[dict] = None,
+    ) -> ImageResult:
         """fast_style: a feed-forward style (candy, mosaic, udnie, rain_princess, ...)."""
-        fields = {"image": image_bytes(image), "style": style, "max_side_px": max_side_px,
-                  "format": format, "quality": quality}
+        fields = {
+            "image": image_bytes(image),
+            "style": style,
+            "max_side_px": max_side_px,
+            "format": format,
+            "quality": quality,
+        }
         return self.infer("fast_style", fields, version=version, extra=extra)
 
-    def neural_style(self, content: ImageInput, style_image: ImageInput, *,
-                     steps: Optional[int] = None, max_side_px: Optional[int] = None,
-                     content_weight: Optional[float] = None, style_weight: Optional[float] = None,
-                     tv_weight: Optional[float] = None, init: Optional[str] = None,
-                     seed: Optional[int] = None, preserve_color: Optional[bool] = None,
-                     optimizer: Optional[str] = None, time_budget_s: Optional[float] = None,
-                     format: Optional[str] = None, quality: Optional[int] = None,
-                     version: Optional[str] = None, extra: Optional[dict] = None,
-                     on_progress: Optional[OnProgress] = None) -> ImageResult:
+    def neural_style(
+        self,
+        content: ImageInput,
+        style_image: ImageInput,
+        *,
+        steps: Optional[int] = None,
+        max_side_px: Optional[int] = None,
+        content_weight: Optional[float] = None,
+        style_weight: Optional[float] = None,
+        tv_weight: Optional[float] = None,
+        init: Optional[str] = None,
+        seed: Optional[int] = None,
+        preserve_color: Optional[bool] = None,
+        optimizer: Optional[str] = None,
+        time_budget_s: Optional[float] = None,
+        format: Optional[str] = None,
+        quality: Optional[int] = None,
+        version: Optional[str] = None,
+        extra: Optional[dict] = None,
+        on_progress: Optional[OnProgress] = None,
+    ) -> ImageResult:
         """neural_style: Gatys et al. optimisation; on_progress gets one event per step."""
-        fields = {"content": image_bytes(content), "style_image": image_bytes(style_image),
-                  "steps": steps, "max_side_px": max_side_px, "content_weight": content_weight,
-                  "style_weight": style_weight, "tv_weight": tv_weight, "init": init, "seed": seed,
-                  "preserve_color": preserve_color, "optimizer": optimizer,
-                  "time_budget_s": time_budget_s, "format": format, "quality": quality}
+        fields = {
+            "content": image_bytes(content),
+            "style_image": image_bytes(style_image),
+            "steps": steps,
+            "max_side_px": max_side_px,
+            "content_weight": content_weight,
+            "style_weight": style_weight,
+            "tv_weight": tv_weight,
+            "init": init,
+            "seed": seed,
+            "preserve_color": preserve_color,
+            "optimizer": optimizer,
+            "time_budget_s": time_budget_s,
+            "format": format,
+            "quality": quality,
+        }
         return self.infer("neural_style", fields, version=version, extra=extra, on_progress=on_progress)
 
-    def generate(self, prompt: str, *, negative_prompt: Optional[str] = None,
-                 style: Optional[str] = None, style_scale: Optional[float] = None,
-                 steps: Optional[int] = None, guidance: Optional[float] = None,
-                 seed: Optional[int] = None, width: Optional[int] = None,
-                 height: Optional[int] = None, num_images: Optional[int] = None,
-                 scheduler: Optional[str] = None, format: Optional[str] = None,
-                 quality: Optional[int] = None, version: Optional[str] = None,
-                 extra: Optional[dict] = None, on_progress: Optional[OnProgress] = None) -> ImageResult:
+    def generate(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: Optional[str] = None,
+        style: Optional[str] = None,
+        style_scale: Optional[float] = None,
+        steps: Optional[int] = None,
+        guidance: Optional[float] = None,
+        seed: Optional[int] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_images: Optional[int] = None,
+        scheduler: Optional[str] = None,
+        format: Optional[str] = None,
+        quality: Optional[int] = None,
+        version: Optional[str] = None,
+        extra: Optional[dict] = None,
+        on_progress: Optional[OnProgress] = None,
+    ) -> ImageResult:
         """txt2img: Stable Diffusion 1.5 with a style LoRA (none, monet, van_gogh, ...)."""
-        fields = {"prompt": prompt, "negative_prompt": negative_prompt, "style": style,
-                  "style_scale": style_scale, "steps": steps, "guidance": guidance, "seed": seed,
-                  "width": width, "height": height, "num_images": num_images,
-                  "scheduler": scheduler, "format": format, "quality": quality}
+        fields = {
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "style": style,
+            "style_scale": style_scale,
+            "steps": steps,
+            "guidance": guidance,
+            "seed": seed,
+            "width": width,
+            "height": height,
+            "num_images": num_images,
+            "scheduler": scheduler,
+            "format": format,
+            "quality": quality,
+        }
         return self.infer("txt2img", fields, version=version, extra=extra, on_progress=on_progress)
 
-    def animal(self, name: str, *, prompt_extra: Optional[str] = None,
-               steps: Optional[int] = None, guidance: Optional[float] = None,
-               seed: Optional[int] = None, contrast: Optional[float] = None,
-               saturation: Optional[float] = None, brightness: Optional[float] = None,
-               width: Optional[int] = None, height: Optional[int] = None,
-               format: Optional[str] = None, quality: Optional[int] = None,
-               version: Optional[str] = None, extra: Optional[dict] = None,
-               on_progress: Optional[OnProgress] = None) -> ImageResult:
+    def animal(
+        self,
+        name: str,
+        *,
+        prompt_extra: Optional[str] = None,
+        steps: Optional[int] = None,
+        guidance: Optional[float] = None,
+        seed: Optional[int] = None,
+        contrast: Optional[float] = None,
+        saturation: Optional[float] = None,
+        brightness: Optional[float] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        format: Optional[str] = None,
+        quality: Optional[int] = None,
+        version: Optional[str] = None,
+        extra: Optional[dict] = None,
+        on_progress: Optional[OnProgress] = None,
+    ) -> ImageResult:
         """animals: one of the animals LoRA's classes (lion, tiger, elephant, cat, dog, ...)."""
-        fields = {"animal": name, "prompt_extra": prompt_extra, "steps": steps,
-                  "guidance": guidance, "seed": seed, "contrast": contrast,
-                  "saturation": saturation, "brightness": brightness, "width": width,
-                  "height": height, "format": format, "quality": quality}
+        fields = {
+            "animal": name,
+            "prompt_extra": prompt_extra,
+            "steps": steps,
+            "guidance": guidance,
+            "seed": seed,
+            "contrast": contrast,
+            "saturation": saturation,
+            "brightness": brightness,
+            "width": width,
+            "height": height,
+            "format": format,
+            "quality": quality,
+        }
         return self.infer("animals", fields, version=version, extra=extra, on_progress=on_progress)
 
-    def infer(self, model: str, fields: dict, *, version: Optional[str] = None,
-              extra: Optional[dict] = None, on_progress: Optional[OnProgress] = None) -> ImageResult:
+    def infer(
+        self,
+        model: str,
+        fields: dict,
+        *,
+        version: Optional[str] = None,
+        extra: Optional[dict] = None,
+        on_progress: Optional[OnProgress] = None,
+    ) -> ImageResult:
         """Any model, any fields (bytes values are images). on_progress is called once per
         progress event, in order, on transports that stream (rest, grpc; v2 has no stream)."""
         fields = {k: v for k, v in {**fields, **(extra or {})}.items() if v is not None}
@@ -141,8 +237,8 @@ class ImageLabClient:
         out = []
         for entry in listed:
             name = entry["modelName"]
-            versions = self._with_retries(lambda: self.transport.describe(name, "all"))
-            default = self._with_retries(lambda: self.transport.describe(name))[0]["modelVersion"]
+            versions = self._with_retries(lambda name=name: self.transport.describe(name, "all"))
+            default = self._with_retries(lambda name=name: self.transport.describe(name))[0]["modelVersion"]
             out.append(ModelVersions(name, [v["modelVersion"] for v in versions], default))
         return out
 
@@ -151,17 +247,29 @@ class ImageLabClient:
         customized metadata (styles or classes, field ranges and defaults)."""
         entry = self._with_retries(lambda: self.transport.describe(model, version))[0]
         return ModelDescription(
-            name=entry["modelName"], version=entry["modelVersion"], workers=entry.get("workers", []),
-            min_workers=entry.get("minWorkers", 0), max_workers=entry.get("maxWorkers", 0),
-            customized=entry.get("customizedMetadata") or {}, raw=entry,
+            name=entry["modelName"],
+            version=entry["modelVersion"],
+            workers=entry.get("workers", []),
+            min_workers=entry.get("minWorkers", 0),
+            max_workers=entry.get("maxWorkers", 0),
+            customized=entry.get("customizedMetadata") or {},
+            raw=entry,
         )
 
     def set_default(self, model: str, version: str) -> str:
         """Route unversioned requests for `model` to `version`; returns the server's message."""
         return self._with_retries(lambda: self.transport.set_default(model, version))
 
-    def scale_workers(self, model: str, min_worker: int, max_worker: Optional[int] = None, *,
-                      version: Optional[str] = None, synchronous: bool = True) -> str:
+    def scale_workers(
+        self,
+        model: str,
+        min_worker: int,
+        max_worker: Optional[int] = None,
+        *,
+        version: Optional[str] = None,
+        synchronous: bool = True,
+    ) -> str:
         """PUT /models/{m}?min_worker=..; synchronous waits until the workers are up."""
-        return self._with_retries(lambda: self.transport.scale_workers(
-            model, min_worker, max_worker, version, synchronous))
+        return self._with_retries(
+            lambda: self.transport.scale_workers(model, min_worker, max_worker, version, synchronous)
+        )

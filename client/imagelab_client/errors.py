@@ -11,8 +11,14 @@ from typing import Optional
 class ImageLabError(Exception):
     """Base of every error this client raises for a failed call."""
 
-    def __init__(self, message: str, status: Optional[int] = None, field: Optional[str] = None,
-                 type: Optional[str] = None, body: Optional[dict] = None):
+    def __init__(
+        self,
+        message: str,
+        status: Optional[int] = None,
+        field: Optional[str] = None,
+        type: Optional[str] = None,
+        body: Optional[dict] = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
@@ -57,11 +63,24 @@ class ConnectionFailed(ImageLabError):
     """The server could not be reached at all."""
 
 
-_BY_STATUS = {400: InvalidInput, 413: InvalidInput, 422: InvalidInput, 401: AuthError,
-              403: AuthError, 404: NotFound, 503: Overloaded, 504: Timeout, 507: OutOfResources}
+_BY_STATUS = {
+    400: InvalidInput,
+    413: InvalidInput,
+    422: InvalidInput,
+    401: AuthError,
+    403: AuthError,
+    404: NotFound,
+    503: Overloaded,
+    504: Timeout,
+    507: OutOfResources,
+}
 # TorchServe's own exception names, for answers whose status says less than their type.
-_BY_TYPE = {"InvalidKeyException": AuthError, "ModelNotFoundException": NotFound,
-            "ModelVersionNotFoundException": NotFound, "ServiceUnavailableException": Overloaded}
+_BY_TYPE = {
+    "InvalidKeyException": AuthError,
+    "ModelNotFoundException": NotFound,
+    "ModelVersionNotFoundException": NotFound,
+    "ServiceUnavailableException": Overloaded,
+}
 
 
 def error_for(status: Optional[int], body: dict, fallback_message: str = "") -> ImageLabError:
@@ -90,6 +109,9 @@ def error_from_text(status: Optional[int], text: str) -> ImageLabError:
 def is_error_document(document) -> bool:
     """An error body where a result was expected (gRPC Predictions and stream lines carry
     handler errors this way: TorchServe 0.12 answers them with gRPC status OK)."""
-    return (isinstance(document, dict) and "images" not in document
-            and (document.get("type") == "error" or isinstance(document.get("code"), int))
-            and "message" in document)
+    return (
+        isinstance(document, dict)
+        and "images" not in document
+        and (document.get("type") == "error" or isinstance(document.get("code"), int))
+        and "message" in document
+    )

@@ -112,11 +112,16 @@ def generate(sources: dict, folder: Path) -> Path:
             (protos / name).parent.mkdir(parents=True, exist_ok=True)
             (protos / name).write_bytes(text)
         build.mkdir()
-        code = protoc.main([
-            "protoc", f"-I{protos}", f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
-            f"--python_out={build}", f"--grpc_python_out={build}",
-            *(str(protos / name) for name in (*PROTOS, STATUS_PROTO)),
-        ])
+        code = protoc.main(
+            [
+                "protoc",
+                f"-I{protos}",
+                f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
+                f"--python_out={build}",
+                f"--grpc_python_out={build}",
+                *(str(protos / name) for name in (*PROTOS, STATUS_PROTO)),
+            ]
+        )
         if code != 0:
             raise StubsUnavailable(f"protoc failed ({code}) compiling {sorted(sources)}")
         _make_package(build)
@@ -149,13 +154,16 @@ def _make_package(build: Path) -> None:
 def _import(folder: Path) -> Stubs:
     name = f"_imagelab_torchserve_grpc_{folder.name.rsplit('-', 1)[-1]}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
+        spec = importlib.util.spec_from_file_location(
+            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
         package = importlib.util.module_from_spec(spec)
         sys.modules[name] = package
         spec.loader.exec_module(package)
-    modules = [importlib.import_module(f"{name}.{m}") for m in
-               ("inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc")]
+    modules = [
+        importlib.import_module(f"{name}.{m}")
+        for m in ("inference_pb2", "inference_pb2_grpc", "management_pb2", "management_pb2_grpc")
+    ]
     return Stubs(*modules)
 
 

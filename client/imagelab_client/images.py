@@ -26,8 +26,7 @@ def image_bytes(image: ImageInput) -> bytes:
             return file.read()
     if hasattr(image, "read"):
         return image.read()
-    raise TypeError("an image must be a path, bytes, a file object or a PIL image, "
-                    f"not {type(image).__name__}")
+    raise TypeError(f"an image must be a path, bytes, a file object or a PIL image, not {type(image).__name__}")
 
 
 def decode_image(encoded: bytes) -> Image.Image:

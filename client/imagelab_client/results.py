@@ -58,8 +58,7 @@ class ImageResult:
         if len(self.encoded) == 1:
             targets = [path]
         else:
-            targets = [path.with_name(f"{path.stem}-{i}{path.suffix}")
-                       for i in range(1, len(self.encoded) + 1)]
+            targets = [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, len(self.encoded) + 1)]
         for target, encoded in zip(targets, self.encoded):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encoded)

@@ -99,9 +99,7 @@ class Fields:
             return default
         key = value.strip().lower()
         if key not in choices:
-            raise InvalidField(
-                f"'{name}' must be one of {', '.join(choices)}; got '{value[:40]}'", name
-            )
+            raise InvalidField(f"'{name}' must be one of {', '.join(choices)}; got '{value[:40]}'", name)
         return key
 
     def integer(self, name: str, default: Optional[int], low: int, high: int) -> Optional[int]:
@@ -163,6 +161,9 @@ def _to_number(name: str, value) -> float:
 def _looks_base64(value: bytes) -> bool:
     """Image files start with binary magic; base64 text (from gRPC or v2 BYTES) does not."""
     head = bytes(value[:64]).strip()
-    return head.startswith(b"data:image/") or bool(head) and bool(
-        re.fullmatch(rb"[A-Za-z0-9+/=\s]+", head)
-    ) and not head.startswith((b"\x89PNG", b"\xff\xd8", b"RIFF", b"GIF8"))
+    return (
+        head.startswith(b"data:image/")
+        or bool(head)
+        and bool(re.fullmatch(rb"[A-Za-z0-9+/=\s]+", head))
+        and not head.startswith((b"\x89PNG", b"\xff\xd8", b"RIFF", b"GIF8"))
+    )

@@ -31,9 +31,7 @@ def decode_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     if not data:
         raise InvalidField(f"'{field}' is empty; send a JPEG, PNG or WEBP image", field)
     if len(data) > limits.max_bytes:
-        raise TooLarge(
-            f"'{field}' is {len(data)} bytes; the limit is {limits.max_bytes} bytes", field
-        )
+        raise TooLarge(f"'{field}' is {len(data)} bytes; the limit is {limits.max_bytes} bytes", field)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
@@ -60,9 +58,7 @@ def decode_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise TooLarge(f"'{field}' decompresses to too many pixels", field) from None
     except Exception:
-        raise InvalidField(
-            f"'{field}' is truncated or corrupt; accepted formats: JPEG, PNG, WEBP", field
-        ) from None
+        raise InvalidField(f"'{field}' is truncated or corrupt; accepted formats: JPEG, PNG, WEBP", field) from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -20,9 +20,18 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 # v2 datatype -> numpy little-endian dtype for binary tensor data.
 NUMERIC_DTYPES = {
-    "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "BOOL": "?",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
 }
 
 
@@ -75,9 +84,7 @@ def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
     ):
         raise InvalidField("'outputs' must be a list of objects", "outputs")
     parameters = _object(body, "parameters")
-    binary = {
-        out.get("name") for out in outputs or () if _object(out, "outputs").get("binary_data")
-    }
+    binary = {out.get("name") for out in outputs or () if _object(out, "outputs").get("binary_data")}
     request = OipRequest(
         id=body.get("id"),
         binary_outputs=frozenset(binary),
@@ -149,9 +156,7 @@ class OipOutput:
     text: bool = False  # UTF-8 text, sent as plain strings in JSON
 
 
-def encode_oip(
-    outputs: list, request: OipRequest, model_name: str, model_version: str
-) -> tuple[bytes, dict]:
+def encode_oip(outputs: list, request: OipRequest, model_name: str, model_version: str) -> tuple[bytes, dict]:
     """Outputs -> (body, response headers). BYTES go binary where asked; in JSON, text outputs
     are plain strings and images base64 (raw image bytes are not valid JSON strings)."""
     wanted = [o for o in outputs if request.requested_outputs is None or o.name in request.requested_outputs]
@@ -164,8 +169,7 @@ def encode_oip(
             blobs.append(blob)
         else:
             tensor["data"] = [
-                v.decode("utf-8") if out.text else base64.b64encode(v).decode("ascii")
-                for v in out.values
+                v.decode("utf-8") if out.text else base64.b64encode(v).decode("ascii") for v in out.values
             ]
         tensors.append(tensor)
     document = {"model_name": model_name, "model_version": model_version, "outputs": tensors}

@@ -23,9 +23,7 @@ class Payload:
     oip: Optional[OipRequest] = None  # set when the request spoke the v2 protocol
 
 
-def parse_payload(
-    raw: Mapping, headers: Mapping[str, str], raw_image_field: Optional[str]
-) -> Payload:
+def parse_payload(raw: Mapping, headers: Mapping[str, str], raw_image_field: Optional[str]) -> Payload:
     """raw: TorchServe's per-request dict; headers: its request headers (any case);
     raw_image_field: the field a bare image body fills (None for models with no or two images)."""
     lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
@@ -45,9 +43,7 @@ def parse_payload(
     if content_type == "application/json" or isinstance(body, str):
         return Payload({**fields, **_json_object(body)})
     if raw_image_field is None:
-        raise InvalidField(
-            "this model takes no raw image body; send multipart/form-data or JSON", "body"
-        )
+        raise InvalidField("this model takes no raw image body; send multipart/form-data or JSON", "body")
     return Payload({**fields, raw_image_field: bytes(body)})
 
 

@@ -33,9 +33,7 @@ def metadata(result: ImageResult, model_version: str) -> dict:
     return document
 
 
-def encode_result(
-    result: ImageResult, output: OutputOptions, model_version: str
-) -> tuple[bytes, str, list]:
+def encode_result(result: ImageResult, output: OutputOptions, model_version: str) -> tuple[bytes, str, list]:
     """-> (body, content type, encoded images). One image goes back as itself unless JSON
     was asked for; several images always go back as JSON."""
     encoded = [encode_image(im, output.format, output.quality) for im in result.images]
@@ -48,7 +46,10 @@ def encode_result(
 
 
 def result_reply(
-    result: ImageResult, output: OutputOptions, model_name: str, model_version: str,
+    result: ImageResult,
+    output: OutputOptions,
+    model_name: str,
+    model_version: str,
     oip: OipRequest = None,
 ) -> Reply:
     if oip is not None:
@@ -56,7 +57,9 @@ def result_reply(
         meta = json.dumps(metadata(result, model_version)).encode("utf-8")
         body, headers = encode_oip(
             [OipOutput("image", "BYTES", encoded), OipOutput("metadata", "BYTES", [meta], text=True)],
-            oip, model_name, model_version,
+            oip,
+            model_name,
+            model_version,
         )
         return Reply(200, body, headers)
     body, content_type, _ = encode_result(result, output, model_version)

@@ -27,8 +27,12 @@ class AnimalsService(DiffusionService):
         described = self.describe_common()
         described["classes"] = list(self.classes.names)
         described["fields"] = {
-            "animal": {"type": "choice", "required": True, "choices": list(self.classes.names),
-                       "note": "case-insensitive; '_', '-' and ' ' are the same"},
+            "animal": {
+                "type": "choice",
+                "required": True,
+                "choices": list(self.classes.names),
+                "note": "case-insensitive; '_', '-' and ' ' are the same",
+            },
             "prompt_extra": {"type": "text", "default": ""},
             **{name: {"type": "number", "min": 0, "max": 3, "default": 1.0} for name in ADJUSTMENTS},
             **self.describe_generation(),
@@ -52,7 +56,9 @@ class AnimalsService(DiffusionService):
         output = OutputOptions.from_fields(fields, streams=True)
         job = self.make_job(prompt=prompt, style=ANIMALS_ADAPTER, style_scale=1.0, **generation)
         parameters = {
-            "animal": animal, "prompt": prompt, **{n: getattr(adjustment, n) for n in ADJUSTMENTS},
+            "animal": animal,
+            "prompt": prompt,
+            **{n: getattr(adjustment, n) for n in ADJUSTMENTS},
             **{k: v for k, v in generation.items() if k != "seed"},
         }
         parameters["guidance"] = parameters.pop("guidance_scale")

@@ -20,8 +20,18 @@ SEED_MAX = 2**31 - 1
 STEPS_RANGE = (1, 100)
 GUIDANCE_RANGE = (1.0, 20.0)
 PROMPT_MAX_CHARS = 2000  # far past 77 tokens; the token count decides, this bounds the work
-GENERATION_FIELDS = ("steps", "guidance", "seed", "width", "height", "scheduler", "stream",
-                     "format", "quality", "response_format")
+GENERATION_FIELDS = (
+    "steps",
+    "guidance",
+    "seed",
+    "width",
+    "height",
+    "scheduler",
+    "stream",
+    "format",
+    "quality",
+    "response_format",
+)
 
 
 @dataclass(frozen=True)
@@ -71,14 +81,16 @@ class DiffusionService(Service):
         s = self.settings
         base = Path(s.base_model)
         base = base if base.is_absolute() else context.model_dir / base
-        self.engine = DiffusionEngine(DiffusionSettings(
-            model_dir=base,
-            device=context.device,
-            dtype=s.dtype,
-            adapters={name: context.model_dir / path for name, path in s.adapters.items()},
-            lcm_adapter_path=context.model_dir / s.lcm_adapter if s.lcm_adapter else None,
-            batch_invariant=s.batch_invariant,
-        ))
+        self.engine = DiffusionEngine(
+            DiffusionSettings(
+                model_dir=base,
+                device=context.device,
+                dtype=s.dtype,
+                adapters={name: context.model_dir / path for name, path in s.adapters.items()},
+                lcm_adapter_path=context.model_dir / s.lcm_adapter if s.lcm_adapter else None,
+                batch_invariant=s.batch_invariant,
+            )
+        )
         self.default_size_px = s.default_size_px or self.engine.native_size_px
         self.manifest = read_archive_manifest(context.model_dir)
         for name in ["base_model", *s.adapters, *(["lcm"] if s.lcm_adapter else [])]:
@@ -104,7 +116,9 @@ class DiffusionService(Service):
         s = self.settings
         size_px = fields.integer(name, self.default_size_px, s.min_size_px, s.max_size_px)
         if size_px % 8:
-            raise InvalidField(f"'{name}' must be a multiple of 8 from {s.min_size_px} to {s.max_size_px}; got {size_px}", name)
+            raise InvalidField(
+                f"'{name}' must be a multiple of 8 from {s.min_size_px} to {s.max_size_px}; got {size_px}", name
+            )
         return size_px
 
     def make_job(self, **kwargs) -> GenerationJob:
@@ -116,7 +130,8 @@ class DiffusionService(Service):
         except PromptTooLongError as error:
             raise PromptTooLong(
                 f"'{error.field_name}' is {error.token_count} CLIP tokens; the limit is "
-                f"{error.max_tokens} (77 including the start and end tokens)", error.field_name,
+                f"{error.max_tokens} (77 including the start and end tokens)",
+                error.field_name,
             ) from None
         except ValueError as error:
             name = str(error).split(" ", 1)[0]
@@ -134,8 +149,10 @@ class DiffusionService(Service):
         try:
             generated = self.engine.generate([r.job for r in requests], on_step)
         except _BudgetSpent:
-            message = (f"generation outlived the {self.settings.time_budget_s:g} s budget; "
-                       "ask for fewer steps, smaller images or fewer images")
+            message = (
+                f"generation outlived the {self.settings.time_budget_s:g} s budget; "
+                "ask for fewer steps, smaller images or fewer images"
+            )
             return [DeadlineExceeded(message, "steps") for _ in requests]
         results = []
         for request, result in zip(requests, generated):
@@ -150,16 +167,30 @@ class DiffusionService(Service):
 
     def describe_generation(self) -> dict:
         s = self.settings
-        size = {"type": "integer", "min": s.min_size_px, "max": s.max_size_px, "multiple_of": 8,
-                "default": self.default_size_px}
+        size = {
+            "type": "integer",
+            "min": s.min_size_px,
+            "max": s.max_size_px,
+            "multiple_of": 8,
+            "default": self.default_size_px,
+        }
         return {
             "steps": {"type": "integer", "min": STEPS_RANGE[0], "max": STEPS_RANGE[1], "default": s.default_steps},
-            "guidance": {"type": "number", "min": GUIDANCE_RANGE[0], "max": GUIDANCE_RANGE[1], "default": s.default_guidance},
+            "guidance": {
+                "type": "number",
+                "min": GUIDANCE_RANGE[0],
+                "max": GUIDANCE_RANGE[1],
+                "default": s.default_guidance,
+            },
             "seed": {"type": "integer", "min": 0, "max": SEED_MAX, "default": "random"},
             "width": size,
             "height": dict(size),
-            "scheduler": {"type": "choice", "choices": list(self.engine.schedulers), "default": s.default_scheduler,
-                          "note": "lcm is the few-step fast mode (4-8 steps, guidance 1-2)"},
+            "scheduler": {
+                "type": "choice",
+                "choices": list(self.engine.schedulers),
+                "default": s.default_scheduler,
+                "note": "lcm is the few-step fast mode (4-8 steps, guidance 1-2)",
+            },
             **output_field_descriptions(streams=True),
         }
 

@@ -74,7 +74,11 @@ class FastStyleService(Service):
             for style, path in self.settings.styles.items()
         }
         for style in sorted(self.models):
-            kind = "TINY SYNTHETIC weights (not a trained style)" if style in self.settings.synthetic_styles else "real weights"
+            kind = (
+                "TINY SYNTHETIC weights (not a trained style)"
+                if style in self.settings.synthetic_styles
+                else "real weights"
+            )
             logger.info("fast_style %s: style %s uses %s", context.model_version, style, kind)
 
     def describe(self) -> dict:
@@ -87,8 +91,12 @@ class FastStyleService(Service):
             "fields": {
                 "image": image_field_description(s),
                 "style": {"type": "choice", "choices": sorted(self.models), "default": s.default_style},
-                "max_side_px": {"type": "integer", "min": s.min_side_px, "max": s.max_side_px,
-                                "default": s.default_max_side_px},
+                "max_side_px": {
+                    "type": "integer",
+                    "min": s.min_side_px,
+                    "max": s.max_side_px,
+                    "default": s.default_max_side_px,
+                },
                 **output_field_descriptions(),
             },
             "manifest": self.manifest,
@@ -123,4 +131,3 @@ class FastStyleService(Service):
                     extra={"batch_size": len(indices)},
                 )
         return results
-

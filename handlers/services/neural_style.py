@@ -33,8 +33,19 @@ logger = logging.getLogger(__name__)
 WEIGHT_MAX = 1e6
 SEED_MAX = 2**31 - 1
 FIELDS = (
-    "content", "style_image", "steps", "max_side_px", "content_weight", "style_weight",
-    "tv_weight", "init", "optimizer", "seed", "preserve_color", "time_budget_s", "stream",
+    "content",
+    "style_image",
+    "steps",
+    "max_side_px",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "init",
+    "optimizer",
+    "seed",
+    "preserve_color",
+    "time_budget_s",
+    "stream",
 ) + OUTPUT_FIELDS
 
 
@@ -79,7 +90,11 @@ class NeuralStyleService(Service):
         self.limits = image_limits(self.settings)
         self.manifest = read_archive_manifest(context.model_dir)
         self.features = load_vgg19_features(context.model_dir / self.settings.vgg_weights, context.device)
-        kind = "TINY SYNTHETIC VGG19 (offline stand-in, not ImageNet-trained)" if self.settings.synthetic else "real VGG19 weights"
+        kind = (
+            "TINY SYNTHETIC VGG19 (offline stand-in, not ImageNet-trained)"
+            if self.settings.synthetic
+            else "real VGG19 weights"
+        )
         logger.info("neural_style %s uses %s", context.model_version, kind)
 
     def describe(self) -> dict:
@@ -93,8 +108,12 @@ class NeuralStyleService(Service):
                 "content": image_field_description(s),
                 "style_image": image_field_description(s),
                 "steps": {"type": "integer", "min": STEPS_RANGE[0], "max": STEPS_RANGE[1], "default": s.default_steps},
-                "max_side_px": {"type": "integer", "min": MAX_SIDE_PX_RANGE[0], "max": MAX_SIDE_PX_RANGE[1],
-                                "default": s.default_max_side_px},
+                "max_side_px": {
+                    "type": "integer",
+                    "min": MAX_SIDE_PX_RANGE[0],
+                    "max": MAX_SIDE_PX_RANGE[1],
+                    "default": s.default_max_side_px,
+                },
                 "content_weight": _weight_field(defaults.content_weight),
                 "style_weight": _weight_field(defaults.style_weight),
                 "tv_weight": _weight_field(defaults.tv_weight),
@@ -146,9 +165,14 @@ class NeuralStyleService(Service):
         return ImageResult(
             images=[result.image],
             parameters={
-                "steps": c.steps, "max_side_px": c.max_side_px, "content_weight": c.content_weight,
-                "style_weight": c.style_weight, "tv_weight": c.tv_weight, "init": c.init,
-                "optimizer": c.optimizer, "preserve_color": c.preserve_color,
+                "steps": c.steps,
+                "max_side_px": c.max_side_px,
+                "content_weight": c.content_weight,
+                "style_weight": c.style_weight,
+                "tv_weight": c.tv_weight,
+                "init": c.init,
+                "optimizer": c.optimizer,
+                "preserve_color": c.preserve_color,
                 "time_budget_s": c.time_budget_s,
             },
             seeds=[c.seed],

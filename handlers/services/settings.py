@@ -6,7 +6,6 @@ from pathlib import Path
 
 from handlers.common.images import ImageLimits
 
-
 # Read by the server adapter, not by the services.
 ADAPTER_SETTINGS = {"threads_per_worker", "fault_injection"}
 
@@ -34,9 +33,13 @@ def read_archive_manifest(model_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-
 def image_field_description(settings) -> dict:
     """How `describe` lists an image input, from the archive's image limits."""
-    return {"type": "image", "required": True, "formats": ["jpeg", "png", "webp"],
-            "max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels,
-            "max_side_px": settings.max_input_side_px}
+    return {
+        "type": "image",
+        "required": True,
+        "formats": ["jpeg", "png", "webp"],
+        "max_bytes": settings.max_image_bytes,
+        "max_pixels": settings.max_image_pixels,
+        "max_side_px": settings.max_input_side_px,
+    }

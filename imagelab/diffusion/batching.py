@@ -26,8 +26,7 @@ def _job_rows(spans: Sequence[tuple[int, int]], num_images: int, batch_rows: int
     if copies * num_images != batch_rows:
         raise ValueError(f"UNet batch of {batch_rows} rows does not hold {num_images} images")
     return [
-        torch.cat([torch.arange(start, stop) + copy * num_images for copy in range(copies)])
-        for start, stop in spans
+        torch.cat([torch.arange(start, stop) + copy * num_images for copy in range(copies)]) for start, stop in spans
     ]
 
 

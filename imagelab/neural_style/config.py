@@ -89,8 +89,7 @@ class NeuralStyleConfig:
             or not 0 < self.time_budget_s <= TIME_BUDGET_S_MAX
         ):
             raise ValueError(
-                f"time_budget_s must be None or a number in (0, {TIME_BUDGET_S_MAX:g}], "
-                f"got {self.time_budget_s!r}"
+                f"time_budget_s must be None or a number in (0, {TIME_BUDGET_S_MAX:g}], got {self.time_budget_s!r}"
             )
         _check_choice("pooling", self.pooling, POOLING_MODES)
         _check_number("adam_learning_rate", self.adam_learning_rate, *ADAM_LEARNING_RATE_RANGE)

@@ -38,7 +38,7 @@ def in_process(runs: int) -> dict:
     results = {}
     for batch_size in (SHIPPED_BATCH, 1):
         batch = images_to_batch([photo] * batch_size)  # (B, 3, 512, 512)
-        timing = time_calls(lambda: stylize(model, batch), runs)
+        timing = time_calls(lambda batch=batch: stylize(model, batch), runs)
         results[f"batch{batch_size}"] = {"timing": timing, "images_per_s": batch_size / timing.median_s}
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=90)
@@ -65,8 +65,12 @@ def saturate(url: str, key: str, clients: int, requests_per_client: int) -> dict
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {key}"
         for _ in range(requests_per_client):
-            answer = session.post(f"{url}/predictions/fast_style", files={"image": ("a.jpg", body, "image/jpeg")},
-                                  data={"style": "candy", "max_side_px": str(SIDE_PX)}, timeout=600)
+            answer = session.post(
+                f"{url}/predictions/fast_style",
+                files={"image": ("a.jpg", body, "image/jpeg")},
+                data={"style": "candy", "max_side_px": str(SIDE_PX)},
+                timeout=600,
+            )
             (done if answer.status_code == 200 else failed).append(time.perf_counter())
 
     started = time.perf_counter()
@@ -76,8 +80,13 @@ def saturate(url: str, key: str, clients: int, requests_per_client: int) -> dict
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {"clients": clients, "duration_s": elapsed, "images": len(done), "failures": len(failed),
-            "images_per_s": len(done) / elapsed}
+    return {
+        "clients": clients,
+        "duration_s": elapsed,
+        "images": len(done),
+        "failures": len(failed),
+        "images_per_s": len(done) / elapsed,
+    }
 
 
 def served(batch_size: int, rounds: int) -> dict:
@@ -90,7 +99,9 @@ def served(batch_size: int, rounds: int) -> dict:
         saturate(server.inference_url, key, clients=batch_size, requests_per_client=1)  # warm-up: one batch
         pid = worker_pids(server, "fast_style")[0]
         with PeakRss(pid) as rss:
-            result = saturate(server.inference_url, key, clients, requests_per_client=IMAGES_PER_ROUND * rounds // clients)
+            result = saturate(
+                server.inference_url, key, clients, requests_per_client=IMAGES_PER_ROUND * rounds // clients
+            )
         result["worker_peak_rss_mib"] = rss.peak_mib
         result["batch_size"] = batch_size
     return result

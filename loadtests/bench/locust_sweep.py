@@ -36,16 +36,45 @@ def run_locust(url: str, key_file: Path, model: str, users: int, duration_s: int
     prefix = scratch / f"{model}_{users}"
     env = {**os.environ, **SWEEP_ENV, "LOADTEST_MODELS": model, "LOADTEST_KEY_FILE": str(key_file)}
     subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
-         "-u", str(users), "-r", str(users), "-t", f"{duration_s}s", "--stop-timeout", "300",
-         "--csv", str(prefix), "--exit-code-on-error", "0", "--only-summary"],
-        env=env, check=True, capture_output=True, timeout=duration_s + 600,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            url,
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{duration_s}s",
+            "--stop-timeout",
+            "300",
+            "--csv",
+            str(prefix),
+            "--exit-code-on-error",
+            "0",
+            "--only-summary",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=duration_s + 600,
     )
     row = next((r for r in read_stats(Path(f"{prefix}_stats.csv")) if r.name == model), None)
     if row is None:
         return {"users": users, "requests": 0, "failures": 0}
-    return {"users": users, "requests": row.requests, "failures": row.failures,
-            "requests_per_s": row.requests_per_s, "p50_ms": row.p50_ms, "p95_ms": row.p95_ms}
+    return {
+        "users": users,
+        "requests": row.requests,
+        "failures": row.failures,
+        "requests_per_s": row.requests_per_s,
+        "p50_ms": row.p50_ms,
+        "p95_ms": row.p95_ms,
+    }
 
 
 def main() -> None:
@@ -58,11 +87,13 @@ def main() -> None:
             # One untimed user first: a worker's first requests pay for lazy set-up.
             run_locust(server.inference_url, key_file, model, 1, 3, Path(scratch))
             with PeakRss(worker_pids(server, model)[0]) as rss:
-                runs = [run_locust(server.inference_url, key_file, model, n, duration_s, Path(scratch))
-                        for n in user_counts]
+                runs = [
+                    run_locust(server.inference_url, key_file, model, n, duration_s, Path(scratch)) for n in user_counts
+                ]
             manifest = archive_manifest(server.store / server.models[model])
             results["capabilities"][model] = {
-                "runs": runs, "worker_peak_rss_mib": rss.peak_mib,
+                "runs": runs,
+                "worker_peak_rss_mib": rss.peak_mib,
                 "tiny_weights": any(w.get("synthetic") for w in manifest.get("weights", [])),
             }
     write_results(args.out, results)

@@ -55,8 +55,13 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int, budget_s: float) -> dict:
         samples.append(time.perf_counter() - started)
     flops = 2 * size**3
     samples.sort()
-    return {"dtype": str(dtype).removeprefix("torch."), "size": size, "runs": len(samples),
-            "best_gflops": flops / samples[0] / 1e9, "median_gflops": flops / samples[len(samples) // 2] / 1e9}
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "size": size,
+        "runs": len(samples),
+        "best_gflops": flops / samples[0] / 1e9,
+        "median_gflops": flops / samples[len(samples) // 2] / 1e9,
+    }
 
 
 class PeakRss:

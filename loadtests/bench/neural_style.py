@@ -46,7 +46,8 @@ def main() -> None:
     content = Image.fromarray(skimage.data.astronaut())
     style = Image.fromarray(skimage.data.brick()).convert("RGB")
     results["step_flops"] = step_flops(
-        features, resize_to_max_side("content", content, side_px), resize_to_max_side("style", style, side_px))
+        features, resize_to_max_side("content", content, side_px), resize_to_max_side("style", style, side_px)
+    )
 
     stamps = []
     config = NeuralStyleConfig(steps=steps, max_side_px=side_px, seed=0)

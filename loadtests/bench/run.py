@@ -26,11 +26,16 @@ SECTIONS = ("fast_style", "sd15", "neural_style", "locust_sweep")
 
 def run_section(name: str, out: Path, quick: bool, extra: list) -> str:
     """'' on success, else the tail of the section's error output."""
-    command = [sys.executable, "-m", f"loadtests.bench.{name}", "--out", str(out)] + (["--quick"] if quick else []) + extra
+    command = (
+        [sys.executable, "-m", f"loadtests.bench.{name}", "--out", str(out)] + (["--quick"] if quick else []) + extra
+    )
     started = time.perf_counter()
     print(f"bench {name}: running{' (quick)' if quick else ''} ...", flush=True)
     run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    print(f"bench {name}: {'done' if run.returncode == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"bench {name}: {'done' if run.returncode == 0 else 'FAILED'} in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     if run.returncode != 0:
         tail = run.stderr.strip().splitlines()[-1:] or [f"exit code {run.returncode}"]
         print(run.stderr[-3000:], file=sys.stderr)
@@ -44,8 +49,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports" / "bench")
     parser.add_argument("--render-only", action="store_true")
-    parser.add_argument("--sd-args", default=None,
-                        help='sd15 options; default "--measure-e2e" (one real LCM image), "" with --quick')
+    parser.add_argument(
+        "--sd-args", default=None, help='sd15 options; default "--measure-e2e" (one real LCM image), "" with --quick'
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))

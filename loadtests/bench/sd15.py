@@ -24,30 +24,46 @@ TEXT_TOKENS = 77
 def sd15_unet() -> UNet2DConditionModel:
     """runwayml/stable-diffusion-v1-5 unet/config.json (860 M parameters)."""
     return UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=768, attention_head_dim=8,
+        cross_attention_dim=768,
+        attention_head_dim=8,
     ).eval()
 
 
 def sd15_vae() -> AutoencoderKL:
     """SD 1.5 vae/config.json (83 M parameters)."""
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
         block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
     ).eval()
 
 
 def sd15_text_encoder() -> CLIPTextModel:
     """CLIP ViT-L/14's text tower, as SD 1.5 ships it (123 M parameters)."""
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-        num_attention_heads=12, max_position_embeddings=TEXT_TOKENS, hidden_act="quick_gelu",
-        projection_dim=768,
-    )).eval()
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=TEXT_TOKENS,
+            hidden_act="quick_gelu",
+            projection_dim=768,
+        )
+    ).eval()
 
 
 class Sd15:
@@ -109,17 +125,25 @@ def measure_dtype(model: Sd15, runs: int, full: bool, count: bool, guided_only: 
 
 def main() -> None:
     parser = section_parser(__doc__.splitlines()[0])
-    parser.add_argument("--measure-e2e", action="store_true",
-                        help="also run one whole LCM 4-step image in float32 (adds about a minute)")
-    parser.add_argument("--all-bf16", action="store_true",
-                        help="bf16 for every part, not only the guided step (slow where bf16 is emulated)")
+    parser.add_argument(
+        "--measure-e2e",
+        action="store_true",
+        help="also run one whole LCM 4-step image in float32 (adds about a minute)",
+    )
+    parser.add_argument(
+        "--all-bf16",
+        action="store_true",
+        help="bf16 for every part, not only the guided step (slow where bf16 is emulated)",
+    )
     args = parser.parse_args()
     size_px = 256 if args.quick else 512
     runs = 1 if args.quick else 2
     budget_s = 1.0 if args.quick else 3.0
     results = {"size_px": size_px, "quick": args.quick}
-    results["matmul_peak"] = [matmul_peak_gflops(torch.float32, 2048, budget_s),
-                              matmul_peak_gflops(torch.bfloat16, 2048, budget_s)]
+    results["matmul_peak"] = [
+        matmul_peak_gflops(torch.float32, 2048, budget_s),
+        matmul_peak_gflops(torch.bfloat16, 2048, budget_s),
+    ]
     started = time.perf_counter()
     model = Sd15(size_px)
     results["build_s"] = time.perf_counter() - started
@@ -133,8 +157,9 @@ def main() -> None:
     # Where bf16 is emulated (no AVX512-BF16/AMX) a bf16 step at 512 px takes minutes: by default
     # one timed guided step (the first bf16 call, so it includes oneDNN's kernel set-up), for the
     # bf16 peak target.
-    results["bfloat16"] = measure_dtype(model, runs if args.all_bf16 else 1, full=not args.quick, count=False,
-                                        guided_only=not args.all_bf16)
+    results["bfloat16"] = measure_dtype(
+        model, runs if args.all_bf16 else 1, full=not args.quick, count=False, guided_only=not args.all_bf16
+    )
     results["bfloat16"]["guided_step_flops"] = results["float32"]["guided_step_flops"]
     write_results(args.out, results)
 

@@ -26,8 +26,9 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 fake.seen.append((self.command, self.path, self.headers.get("Authorization")))
-                status, kind, body = fake.routes.get((self.command, self.path.split("?")[0]),
-                                                     (404, "application/json", b'{"message": "nope"}'))
+                status, kind, body = fake.routes.get(
+                    (self.command, self.path.split("?")[0]), (404, "application/json", b'{"message": "nope"}')
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
@@ -59,10 +60,11 @@ def fake():
 
 def write_workdir(path, keys=("inf-key", "mgmt-key")):
     (path / "config.properties").write_text(
-        "# a comment=with equals\ninference_address=http://0.0.0.0:18080\n"
-        "management_address=http://127.0.0.1:18081\n")
-    (path / "key_file.json").write_text(json.dumps(
-        {"management": {"key": keys[1]}, "inference": {"key": keys[0]}, "API": {"key": "x"}}))
+        "# a comment=with equals\ninference_address=http://0.0.0.0:18080\nmanagement_address=http://127.0.0.1:18081\n"
+    )
+    (path / "key_file.json").write_text(
+        json.dumps({"management": {"key": keys[1]}, "inference": {"key": keys[0]}, "API": {"key": "x"}})
+    )
     return path
 
 
@@ -110,11 +112,13 @@ def test_server_errors_carry_the_servers_message(fake):
 
 def test_prune_keeps_the_default_even_when_old(fake):
     versions = json.dumps([{"modelVersion": v} for v in ("1.0", "2.0", "3.0", "10.0")]).encode()
-    server = fake({
-        ("GET", "/models/m"): (200, "application/json", json.dumps([{"modelVersion": "1.0"}]).encode()),
-        ("GET", "/models/m/all"): (200, "application/json", versions),
-        ("DELETE", "/models/m/2.0"): (200, "application/json", b"{}"),
-    })
+    server = fake(
+        {
+            ("GET", "/models/m"): (200, "application/json", json.dumps([{"modelVersion": "1.0"}]).encode()),
+            ("GET", "/models/m/all"): (200, "application/json", versions),
+            ("DELETE", "/models/m/2.0"): (200, "application/json", b"{}"),
+        }
+    )
     assert prune(Endpoint(server.url, server.url), "m", keep=2) == ["2.0"]
     with pytest.raises(ValueError, match="keep"):
         prune(Endpoint(server.url, server.url), "m", keep=0)
@@ -122,8 +126,12 @@ def test_prune_keeps_the_default_even_when_old(fake):
 
 def test_a_tampered_archive_is_refused_before_any_call(tmp_path, make_mar, fake):
     server = fake({})
-    mar = make_mar(tmp_path / "m-2.0.mar", "m", "2.0", manifest_overrides={
-        "weights": [{"path": "weights/candy.safetensors", "sha256": "0" * 64}]})
+    mar = make_mar(
+        tmp_path / "m-2.0.mar",
+        "m",
+        "2.0",
+        manifest_overrides={"weights": [{"path": "weights/candy.safetensors", "sha256": "0" * 64}]},
+    )
     with pytest.raises(DeployError, match="weights/candy.safetensors"):
         deploy(Endpoint(server.url, server.url), mar)
     assert server.seen == []
@@ -141,13 +149,18 @@ def test_smoke_requests_use_each_models_fields():
 
 def test_the_smoke_test_wants_a_200_with_an_image(fake):
     png = gradient_png(64)
-    server = fake({
-        ("POST", "/predictions/fast_style/2.0"): (200, "image/png", png),
-        ("POST", "/predictions/fast_style/3.0"): (200, "image/png", b"not an image"),
-        ("POST", "/predictions/fast_style/4.0"): (400, "application/json", b'{"message": "max_side_px"}'),
-        ("POST", "/predictions/txt2img/2.0"): (
-            200, "application/json", json.dumps({"images": [base64.b64encode(png).decode()]}).encode()),
-    })
+    server = fake(
+        {
+            ("POST", "/predictions/fast_style/2.0"): (200, "image/png", png),
+            ("POST", "/predictions/fast_style/3.0"): (200, "image/png", b"not an image"),
+            ("POST", "/predictions/fast_style/4.0"): (400, "application/json", b'{"message": "max_side_px"}'),
+            ("POST", "/predictions/txt2img/2.0"): (
+                200,
+                "application/json",
+                json.dumps({"images": [base64.b64encode(png).decode()]}).encode(),
+            ),
+        }
+    )
     ok = run_smoke_test(server.url, "fast_style", "2.0", {"Authorization": "Bearer i"})
     assert (ok.ok, ok.status, ok.detail) == (True, 200, "PNG 64x64")
     assert server.seen[0][2] == "Bearer i"

@@ -11,7 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from archiver.fetch import (
-    CHECKSUMS_FILE, FetchError, RemoteFile, fetch, file_states, mirrored, read_checksums, remote_files,
+    CHECKSUMS_FILE,
+    FetchError,
+    RemoteFile,
+    fetch,
+    file_states,
+    mirrored,
+    read_checksums,
+    remote_files,
 )
 
 LCM_PATH = "/huggingface.co/latent-consistency/lcm-lora-sdv1-5/resolve/main/pytorch_lora_weights.safetensors"
@@ -166,8 +173,12 @@ def test_the_table_covers_the_weights_layout():
     assert sd15[-1] == "sd15/model_index.json"
     for folder in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert any(t.startswith(f"sd15/{folder}/") for t in sd15), folder
-    assert {"vgg19/vgg19-dcbb9e9d.pth", "lora/lcm.safetensors", "clip/model.safetensors",
-            *(f"fast_style/{s}.pth" for s in STYLES)} <= set(targets)
+    assert {
+        "vgg19/vgg19-dcbb9e9d.pth",
+        "lora/lcm.safetensors",
+        "clip/model.safetensors",
+        *(f"fast_style/{s}.pth" for s in STYLES),
+    } <= set(targets)
     assert all(r.url.startswith("https://") for r in table)
     fp16 = [r.target for r in remote_files("fp16") if r.target.endswith(".fp16.safetensors")]
     assert len(fp16) == 3

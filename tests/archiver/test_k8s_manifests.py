@@ -43,8 +43,15 @@ def assert_serves_the_export(container):
 
 def test_every_kind_is_there(docs):
     assert {kind for kind, _ in docs} >= {
-        "ServingRuntime", "InferenceService", "Deployment", "Service", "HorizontalPodAutoscaler",
-        "NetworkPolicy", "PodMonitor", "ConfigMap"}
+        "ServingRuntime",
+        "InferenceService",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodMonitor",
+        "ConfigMap",
+    }
 
 
 def test_the_serving_runtime_runs_torchserve_on_the_export(docs):
@@ -54,7 +61,8 @@ def test_the_serving_runtime_runs_torchserve_on_the_export(docs):
     assert_serves_the_export(container)
     assert container["readinessProbe"]["httpGet"] == {"path": "/ping", "port": 8080}
     assert runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == str(
-        port_of(CLUSTER_SETTINGS["metrics_address"]))
+        port_of(CLUSTER_SETTINGS["metrics_address"])
+    )
 
 
 def test_the_inference_service_uses_the_runtime(docs):
@@ -80,7 +88,10 @@ def test_the_deployment_serves_the_same_export_with_probes(docs):
     assert init["args"] == [storage_uri, MOUNT]
     mounts = {m["mountPath"] for m in container["volumeMounts"]} & {m["mountPath"] for m in init["volumeMounts"]}
     assert mounts == {MOUNT}
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_the_service_reaches_the_pods_named_ports(docs):

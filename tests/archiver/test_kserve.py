@@ -6,7 +6,9 @@ from archiver.kserve import CONFIG_PATH, MODEL_STORE, MOUNT, export_kserve, mode
 
 
 def properties(path) -> dict:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
 
 
 @pytest.fixture
@@ -14,8 +16,12 @@ def store(tmp_path, make_mar):
     store = tmp_path / "store"
     store.mkdir()
     make_mar(store / "fast_style-1.0.mar", "fast_style", "1.0")
-    make_mar(store / "fast_style-2.0.mar", "fast_style", "2.0",
-             config={"minWorkers": 2, "maxWorkers": 3, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 90})
+    make_mar(
+        store / "fast_style-2.0.mar",
+        "fast_style",
+        "2.0",
+        config={"minWorkers": 2, "maxWorkers": 3, "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 90},
+    )
     make_mar(store / "txt2img-1.0.mar", "txt2img", "1.0", config={"batchSize": 2})
     return store
 
@@ -34,9 +40,17 @@ def test_the_config_snapshot_lists_the_models_with_their_archive_settings(store,
 
     snapshot = json.loads(config["model_snapshot"])
     assert snapshot["modelCount"] == 2
-    assert snapshot["models"]["fast_style"] == {"2.0": {
-        "defaultVersion": True, "marName": "fast_style-2.0.mar", "minWorkers": 2, "maxWorkers": 3,
-        "batchSize": 4, "maxBatchDelay": 50, "responseTimeout": 90}}
+    assert snapshot["models"]["fast_style"] == {
+        "2.0": {
+            "defaultVersion": True,
+            "marName": "fast_style-2.0.mar",
+            "minWorkers": 2,
+            "maxWorkers": 3,
+            "batchSize": 4,
+            "maxBatchDelay": 50,
+            "responseTimeout": 90,
+        }
+    }
     txt2img = snapshot["models"]["txt2img"]["1.0"]
     assert (txt2img["batchSize"], txt2img["minWorkers"], txt2img["responseTimeout"]) == (2, 1, 120)
 

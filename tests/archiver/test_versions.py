@@ -3,8 +3,14 @@ import zipfile
 import pytest
 
 from archiver.versions import (
-    Version, archive_identity, archive_path, latest_version, list_versions, next_version,
-    parse_version, verify_archive,
+    Version,
+    archive_identity,
+    archive_path,
+    latest_version,
+    list_versions,
+    next_version,
+    parse_version,
+    verify_archive,
 )
 
 
@@ -26,8 +32,16 @@ def test_parse_version_rejects_other_forms_naming_them(text):
 
 
 def test_versions_sort_as_numbers_and_only_of_that_model(tmp_path):
-    touch(tmp_path, "fast_style-9.0.mar", "fast_style-10.0.mar", "fast_style-1.5.mar",
-          "fast_style_x-99.0.mar", "neural_style-3.0.mar", "fast_style-1.2.3.mar", "fast_style-2.0.mar.part")
+    touch(
+        tmp_path,
+        "fast_style-9.0.mar",
+        "fast_style-10.0.mar",
+        "fast_style-1.5.mar",
+        "fast_style_x-99.0.mar",
+        "neural_style-3.0.mar",
+        "fast_style-1.2.3.mar",
+        "fast_style-2.0.mar.part",
+    )
     assert list_versions(tmp_path, "fast_style") == ["1.5", "9.0", "10.0"]
     assert latest_version(tmp_path, "fast_style") == "10.0"
 

@@ -176,9 +176,13 @@ try {
 
   await scenario("animals_no_class", async () => {
     // No class picked: the server names the field and what it accepts.
+    // Leave the page and wait until it is really gone: two hash changes in a row can reach
+    // React as one, keeping the previous scenario's form (a class already picked).
     await page.goto(`${env.BASE_URL}/#/models`);
+    await page.locator("[data-model]").first().waitFor({ timeout: WAIT_MS });
     await page.goto(`${env.BASE_URL}/#/animals`);
     await page.locator("#animal-options").waitFor({ timeout: WAIT_MS });
+    if (await page.locator('input[name="animal"]:checked').count()) throw new Error("a class is already picked");
     await page.fill("#f-steps", "2");
     await page.getByRole("button", { name: "Generate" }).click();
     const message = await fieldErrorText(page, "animal");

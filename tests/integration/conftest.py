@@ -22,10 +22,18 @@ def grpc_stubs(tmp_path_factory):
         for name in ("proto/inference.proto", "proto/management.proto", "google/rpc/status.proto"):
             bundle.extract(name, out / "protos")
     protos = out / "protos"
-    code = protoc.main([
-        "protoc", f"-I{protos / 'proto'}", f"-I{protos}", f"-I{Path(grpc_tools.__file__).parent / '_proto'}", f"--python_out={out}", f"--grpc_python_out={out}",
-        str(protos / "proto" / "inference.proto"), str(protos / "google" / "rpc" / "status.proto"),
-    ])
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{protos / 'proto'}",
+            f"-I{protos}",
+            f"-I{Path(grpc_tools.__file__).parent / '_proto'}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(protos / "proto" / "inference.proto"),
+            str(protos / "google" / "rpc" / "status.proto"),
+        ]
+    )
     assert code == 0, "protoc failed"
     sys.path.insert(0, str(out))
     return importlib.import_module("inference_pb2"), importlib.import_module("inference_pb2_grpc")

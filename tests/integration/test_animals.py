@@ -5,7 +5,6 @@ import io
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
-
 from support import assert_error, decode
 
 FAST = {"steps": 2, "width": 64, "height": 64, "seed": 21}
@@ -60,14 +59,17 @@ def test_describe_lists_100_classes(server):
     assert described["fields"]["contrast"] == {"type": "number", "min": 0, "max": 3, "default": 1.0}
 
 
-@pytest.mark.parametrize("fields,field", [
-    ({}, "animal"),
-    ({"animal": "lion", "contrast": 3.5}, "contrast"),
-    ({"animal": "lion", "saturation": -0.1}, "saturation"),
-    ({"animal": "lion", "brightness": "inf"}, "brightness"),
-    ({"animal": "lion", "steps": 500}, "steps"),
-    ({"animal": "lion", "style": "monet"}, "style"),
-])
+@pytest.mark.parametrize(
+    "fields,field",
+    [
+        ({}, "animal"),
+        ({"animal": "lion", "contrast": 3.5}, "contrast"),
+        ({"animal": "lion", "saturation": -0.1}, "saturation"),
+        ({"animal": "lion", "brightness": "inf"}, "brightness"),
+        ({"animal": "lion", "steps": 500}, "steps"),
+        ({"animal": "lion", "style": "monet"}, "style"),
+    ],
+)
 def test_validation(server, fields, field):
     response = server.predict("animals", json={**FAST, **fields})
     assert_error(response, 400, field)

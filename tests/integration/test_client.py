@@ -21,8 +21,16 @@ CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
 sys.path.insert(0, str(CLIENT_DIR))
 
 from imagelab_client import (  # noqa: E402
-    AuthError, ImageLabClient, ImageLabError, InvalidInput, NotFound, OutOfResources, Overloaded,
-    RetryPolicy, ServerError, Timeout,
+    AuthError,
+    ImageLabClient,
+    ImageLabError,
+    InvalidInput,
+    NotFound,
+    OutOfResources,
+    Overloaded,
+    RetryPolicy,
+    ServerError,
+    Timeout,
 )
 from imagelab_client.grpc_stubs import read_protos  # noqa: E402
 from imagelab_client.transports.v2 import decode_response, encode_request  # noqa: E402
@@ -74,8 +82,9 @@ def served(clients, model: str) -> bool:
 
 # Same request, same answer, whatever the transport.
 def test_stylize_gives_the_same_image_over_every_transport_and_input_kind(server, clients, photo_png):
-    reference = server.predict("fast_style", files={"image": ("p.png", photo_png)},
-                               data={"style": "mosaic", "max_side_px": 64}).content
+    reference = server.predict(
+        "fast_style", files={"image": ("p.png", photo_png)}, data={"style": "mosaic", "max_side_px": 64}
+    ).content
     pil_photo = Image.open(io.BytesIO(photo_png))
     for transport, client in clients.items():
         for image in (photo_png, pil_photo):
@@ -121,13 +130,17 @@ def test_generate_same_images_over_every_transport(clients):
     if not served(clients, "txt2img"):
         pytest.skip("txt2img is not served by this build (its archive is not in the store yet)")
     fields = clients["rest"].describe("txt2img").customized["fields"]
-    small = {"width": fields["width"]["min"], "height": fields["height"]["min"],
-             "steps": max(2, fields["steps"]["min"])}
+    small = {
+        "width": fields["width"]["min"],
+        "height": fields["height"]["min"],
+        "steps": max(2, fields["steps"]["min"]),
+    }
     answers = {}
     for transport, client in clients.items():
         events = []
-        answers[transport] = client.generate("a red fox", style="none", seed=5, num_images=2,
-                                             on_progress=events.append, **small)
+        answers[transport] = client.generate(
+            "a red fox", style="none", seed=5, num_images=2, on_progress=events.append, **small
+        )
         if transport != "v2":
             assert [e["step"] for e in events] == list(range(1, len(events) + 1)) and events
         with pytest.raises(InvalidInput) as too_long:
@@ -142,8 +155,11 @@ def test_animal_same_image_over_every_transport(clients):
     if not served(clients, "animals"):
         pytest.skip("animals is not served by this build (its archive is not in the store yet)")
     fields = clients["rest"].describe("animals").customized["fields"]
-    small = {"width": fields["width"]["min"], "height": fields["height"]["min"],
-             "steps": max(2, fields["steps"]["min"])}
+    small = {
+        "width": fields["width"]["min"],
+        "height": fields["height"]["min"],
+        "steps": max(2, fields["steps"]["min"]),
+    }
     answers = {t: c.animal("Lion", seed=3, contrast=1.1, **small) for t, c in clients.items()}
     assert len({a.encoded[0] for a in answers.values()}) == 1
     assert answers["rest"].seeds == [3]
@@ -183,8 +199,7 @@ def test_stream_request_with_a_bad_field_raises_before_any_progress(clients, pho
 
 @pytest.mark.parametrize("transport", ("rest", "grpc"))
 def test_a_refused_token_is_an_auth_error(server, stub_cache, transport):
-    with make_client(server, transport, key_file=None, inference_key="wrong",
-                     management_key="wrong") as client:
+    with make_client(server, transport, key_file=None, inference_key="wrong", management_key="wrong") as client:
         with pytest.raises(AuthError, match="Token Authorization failed"):
             client.stylize(_png(16, 16))
         with pytest.raises(AuthError):
@@ -248,10 +263,23 @@ def test_management(clients, transport):
 # The CLI, as users run it.
 def run_cli(server, *args, transport="rest"):
     url, management_url = addresses(server, transport)
-    env = {**os.environ, "PYTHONPATH": str(CLIENT_DIR),
-           "IMAGELAB_KEY_FILE": str(server.process.workdir / "key_file.json")}
-    command = [sys.executable, "-m", "imagelab_client", "--url", url, "--management-url",
-               management_url, "--transport", transport, *args]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(CLIENT_DIR),
+        "IMAGELAB_KEY_FILE": str(server.process.workdir / "key_file.json"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "imagelab_client",
+        "--url",
+        url,
+        "--management-url",
+        management_url,
+        "--transport",
+        transport,
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -262,16 +290,40 @@ def written(stdout: str) -> list:
 def test_cli_writes_the_files_it_says_it_writes(server, clients, stub_cache, photo_jpeg, texture_png, tmp_path):
     (tmp_path / "photo.jpg").write_bytes(photo_jpeg)
     (tmp_path / "texture.png").write_bytes(texture_png)
-    done = run_cli(server, "stylize", str(tmp_path / "photo.jpg"), "--style", "candy",
-                   "--max-side-px", "64", "-o", str(tmp_path / "out" / "candy.png"))
+    done = run_cli(
+        server,
+        "stylize",
+        str(tmp_path / "photo.jpg"),
+        "--style",
+        "candy",
+        "--max-side-px",
+        "64",
+        "-o",
+        str(tmp_path / "out" / "candy.png"),
+    )
     assert done.returncode == 0, done.stderr
     assert written(done.stdout) == [tmp_path / "out" / "candy.png"]
     assert (tmp_path / "out" / "candy.png").read_bytes() == clients["rest"].stylize(
-        photo_jpeg, "candy", max_side_px=64).encoded[0]
+        photo_jpeg, "candy", max_side_px=64
+    ).encoded[0]
 
-    done = run_cli(server, "transfer", str(tmp_path / "photo.jpg"), str(tmp_path / "texture.png"),
-                   "--steps", "4", "--max-side-px", "64", "--seed", "7", "--init", "noise",
-                   "-o", str(tmp_path / "transfer.png"), transport="grpc")
+    done = run_cli(
+        server,
+        "transfer",
+        str(tmp_path / "photo.jpg"),
+        str(tmp_path / "texture.png"),
+        "--steps",
+        "4",
+        "--max-side-px",
+        "64",
+        "--seed",
+        "7",
+        "--init",
+        "noise",
+        "-o",
+        str(tmp_path / "transfer.png"),
+        transport="grpc",
+    )
     assert done.returncode == 0, done.stderr
     assert written(done.stdout) == [tmp_path / "transfer.png"] and "seed 7" in done.stdout
     assert "4/4 100%" in done.stderr  # the progress bar
@@ -330,8 +382,17 @@ def error_body(status: int, kind: str, message: str, field=None) -> bytes:
     return json.dumps(body).encode()
 
 
-RESULT = json.dumps({"images": [base64.b64encode(_png(4, 4)).decode()], "seeds": [1], "width": 4,
-                     "height": 4, "model_version": "1.0", "parameters": {}, "timings_ms": {}}).encode()
+RESULT = json.dumps(
+    {
+        "images": [base64.b64encode(_png(4, 4)).decode()],
+        "seeds": [1],
+        "width": 4,
+        "height": 4,
+        "model_version": "1.0",
+        "parameters": {},
+        "timings_ms": {},
+    }
+).encode()
 
 
 @pytest.fixture
@@ -348,8 +409,10 @@ def scripted():
 
 
 def test_503_is_retried_with_backoff_then_succeeds(scripted):
-    fake = scripted([(503, error_body(503, "ServiceUnavailableException", "queue full"), "application/json")] * 2
-                    + [(200, RESULT, "application/json")])
+    fake = scripted(
+        [(503, error_body(503, "ServiceUnavailableException", "queue full"), "application/json")] * 2
+        + [(200, RESULT, "application/json")]
+    )
     with ImageLabClient(fake.url, retry=RetryPolicy(max_retries=3, backoff_s=0.01)) as client:
         assert client.stylize(_png(4, 4)).seeds == [1]
     assert fake.hits == 3
@@ -363,10 +426,15 @@ def test_503_past_the_retries_raises_overloaded(scripted):
     assert fake.hits == 3
 
 
-@pytest.mark.parametrize("status,kind,exception", [
-    (504, "Timeout", Timeout), (507, "OutOfResources", OutOfResources),
-    (500, "InternalServerError", ServerError), (422, "PromptTooLong", InvalidInput),
-])
+@pytest.mark.parametrize(
+    "status,kind,exception",
+    [
+        (504, "Timeout", Timeout),
+        (507, "OutOfResources", OutOfResources),
+        (500, "InternalServerError", ServerError),
+        (422, "PromptTooLong", InvalidInput),
+    ],
+)
 def test_other_statuses_map_without_retry(scripted, status, kind, exception):
     fake = scripted([(status, error_body(status, kind, f"said {status}", "prompt"), "application/json")])
     with ImageLabClient(fake.url, retry=RetryPolicy(max_retries=3, backoff_s=0.01)) as client:
@@ -380,8 +448,11 @@ def test_other_statuses_map_without_retry(scripted, status, kind, exception):
 @pytest.mark.parametrize("kind", ["error", "OutOfResources"])
 def test_an_error_line_in_a_stream_raises_after_the_progress_before_it(scripted, kind):
     # "OutOfResources": the handler now merges the error body over {"type": "error"}.
-    lines = [{"type": "progress", "step": 1, "of": 3}, {"type": "progress", "step": 2, "of": 3},
-             {"type": kind, "code": 507, "message": "out of memory"}]
+    lines = [
+        {"type": "progress", "step": 1, "of": 3},
+        {"type": "progress", "step": 2, "of": 3},
+        {"type": kind, "code": 507, "message": "out of memory"},
+    ]
     body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
     fake = scripted([(200, body, "application/x-ndjson")])
     events = []
@@ -392,21 +463,35 @@ def test_an_error_line_in_a_stream_raises_after_the_progress_before_it(scripted,
 
 
 def test_v2_binary_request_and_json_or_binary_responses():
-    header, blob = encode_request({"image": b"\x89PNG", "style": "candy", "steps": 3, "guidance": 7.5,
-                                   "preserve_color": True})
+    header, blob = encode_request(
+        {"image": b"\x89PNG", "style": "candy", "steps": 3, "guidance": 7.5, "preserve_color": True}
+    )
     document = json.loads(header)
     assert [t["datatype"] for t in document["inputs"]] == ["BYTES", "BYTES", "INT64", "FP64", "BYTES"]
     assert sum(t["parameters"]["binary_data_size"] for t in document["inputs"]) == len(blob)
     assert blob.startswith(b"\x04\x00\x00\x00\x89PNG")
     meta = json.dumps({"seeds": [2], "width": 4}).encode()
-    as_json = json.dumps({"outputs": [
-        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"IMG").decode()]},
-        {"name": "metadata", "datatype": "BYTES", "shape": [1], "data": [meta.decode()]},
-    ]}).encode()
-    binary_head = json.dumps({"outputs": [
-        {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 7}},
-        {"name": "metadata", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 4 + len(meta)}},
-    ]}).encode()
+    as_json = json.dumps(
+        {
+            "outputs": [
+                {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(b"IMG").decode()]},
+                {"name": "metadata", "datatype": "BYTES", "shape": [1], "data": [meta.decode()]},
+            ]
+        }
+    ).encode()
+    binary_head = json.dumps(
+        {
+            "outputs": [
+                {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 7}},
+                {
+                    "name": "metadata",
+                    "datatype": "BYTES",
+                    "shape": [1],
+                    "parameters": {"binary_data_size": 4 + len(meta)},
+                },
+            ]
+        }
+    ).encode()
     binary = binary_head + b"\x03\x00\x00\x00IMG" + len(meta).to_bytes(4, "little") + meta
     for answer in (decode_response(as_json, None), decode_response(binary, str(len(binary_head)))):
         assert answer.images == [b"IMG"] and answer.metadata == {"seeds": [2], "width": 4}
@@ -426,11 +511,19 @@ def test_grpc_protos_from_a_folder_match_the_installed_jar(tmp_path, monkeypatch
 
 
 def test_the_client_imports_neither_torch_nor_the_server(tmp_path):
-    probe = ("import sys, imagelab_client.cli, imagelab_client.transports.rest, "
-             "imagelab_client.transports.v2, imagelab_client.transports.grpc_api; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & "
-             "{'torch', 'numpy', 'handlers', 'imagelab', 'archiver', 'ts'}))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "PYTHONPATH": str(CLIENT_DIR)}, timeout=60)
+    probe = (
+        "import sys, imagelab_client.cli, imagelab_client.transports.rest, "
+        "imagelab_client.transports.v2, imagelab_client.transports.grpc_api; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'numpy', 'handlers', 'imagelab', 'archiver', 'ts'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(CLIENT_DIR)},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
-
 from support import assert_error, decode
 
 STYLES = ("candy", "mosaic", "udnie", "rain_princess")
@@ -37,9 +36,14 @@ def test_max_side_px_caps_the_longest_side_keeping_aspect(server, photo_png):
     assert image.size == (150, 100)
 
 
-@pytest.mark.parametrize("fmt,content_type,pil_format", [
-    ("png", "image/png", "PNG"), ("jpeg", "image/jpeg", "JPEG"), ("webp", "image/webp", "WEBP"),
-])
+@pytest.mark.parametrize(
+    "fmt,content_type,pil_format",
+    [
+        ("png", "image/png", "PNG"),
+        ("jpeg", "image/jpeg", "JPEG"),
+        ("webp", "image/webp", "WEBP"),
+    ],
+)
 def test_output_formats(server, photo_jpeg, fmt, content_type, pil_format):
     response = stylize(server, photo_jpeg, format=fmt, quality=80, max_side_px=96)
     assert response.status_code == 200
@@ -82,7 +86,9 @@ def test_raw_body_on_invocations_takes_query_fields(server, photo_png):
     response = server.session.post(
         f"{server.url}/invocations",
         params={"model_name": "fast_style", "style": "udnie", "max_side_px": 90, "format": "jpeg"},
-        data=photo_png, headers={"Content-Type": "image/png"}, timeout=60,
+        data=photo_png,
+        headers={"Content-Type": "image/png"},
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == "image/jpeg"
@@ -91,11 +97,14 @@ def test_raw_body_on_invocations_takes_query_fields(server, photo_png):
 
 def test_open_inference_protocol_json(server, photo_jpeg):
     reference = stylize(server, photo_jpeg, style="rain_princess", max_side_px=64).content
-    request = {"id": "42", "inputs": [
-        {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(photo_jpeg).decode()]},
-        {"name": "style", "datatype": "BYTES", "shape": [1], "data": ["rain_princess"]},
-        {"name": "max_side_px", "datatype": "INT64", "shape": [1], "data": [64]},
-    ]}
+    request = {
+        "id": "42",
+        "inputs": [
+            {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(photo_jpeg).decode()]},
+            {"name": "style", "datatype": "BYTES", "shape": [1], "data": ["rain_princess"]},
+            {"name": "max_side_px", "datatype": "INT64", "shape": [1], "data": [64]},
+        ],
+    }
     response = server.session.post(f"{server.url}/v2/models/fast_style/infer", json=request, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -182,18 +191,21 @@ def _png(width, height) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("fields,files,status,field", [
-    ({"style": "candy"}, {"image": ("x.jpg", b"this is not an image")}, 400, "image"),
-    ({}, {"image": ("x.png", _png(40, 40)[:60])}, 400, "image"),
-    ({"style": "cubism"}, {"image": ("x.png", _png(40, 40))}, 400, "style"),
-    ({"max_side_px": "0"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
-    ({"max_side_px": "99999"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
-    ({"max_side_px": "big"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
-    ({"format": "gif"}, {"image": ("x.png", _png(40, 40))}, 400, "format"),
-    ({"styel": "candy"}, {"image": ("x.png", _png(40, 40))}, 400, "styel"),
-    ({"style": "candy"}, None, 400, "image"),
-    ({}, {"image": ("x.png", _png(9000, 2))}, 413, "image"),
-])
+@pytest.mark.parametrize(
+    "fields,files,status,field",
+    [
+        ({"style": "candy"}, {"image": ("x.jpg", b"this is not an image")}, 400, "image"),
+        ({}, {"image": ("x.png", _png(40, 40)[:60])}, 400, "image"),
+        ({"style": "cubism"}, {"image": ("x.png", _png(40, 40))}, 400, "style"),
+        ({"max_side_px": "0"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
+        ({"max_side_px": "99999"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
+        ({"max_side_px": "big"}, {"image": ("x.png", _png(40, 40))}, 400, "max_side_px"),
+        ({"format": "gif"}, {"image": ("x.png", _png(40, 40))}, 400, "format"),
+        ({"styel": "candy"}, {"image": ("x.png", _png(40, 40))}, 400, "styel"),
+        ({"style": "candy"}, None, 400, "image"),
+        ({}, {"image": ("x.png", _png(9000, 2))}, 413, "image"),
+    ],
+)
 def test_bad_inputs_get_4xx_naming_the_field_and_the_server_keeps_serving(
     server, photo_jpeg, fields, files, status, field
 ):

@@ -11,13 +11,12 @@ from dataclasses import replace
 import pytest
 import requests
 import yaml
+from support import assert_error, decode
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
 from archiver.layout import WeightsLayout
 from archiver.server import Ports, TorchServe
-
-from support import assert_error, decode
 
 pytestmark = pytest.mark.slow
 RESPONSE_TIMEOUT_S = 4
@@ -34,7 +33,10 @@ def faulty(tmp_path_factory, photo_jpeg):
     store = tmp_path_factory.mktemp("faulty_store")
     archive = build_archive(replace(base, config=config_path), WeightsLayout.default(), store)
     server = TorchServe(
-        tmp_path_factory.mktemp("faulty_ts"), store, {"fast_style": archive.name}, Ports.free(),
+        tmp_path_factory.mktemp("faulty_ts"),
+        store,
+        {"fast_style": archive.name},
+        Ports.free(),
         overrides={"job_queue_size": "2"},
     )
     server.start()
@@ -49,8 +51,12 @@ def faulty(tmp_path_factory, photo_jpeg):
 
 def post(faulty, timeout_s=60, **fields):
     server, session, photo = faulty
-    return session.post(f"{server.inference_url}/predictions/fast_style",
-                        files={"image": ("p.jpg", photo)}, data={"max_side_px": "32", **fields}, timeout=timeout_s)
+    return session.post(
+        f"{server.inference_url}/predictions/fast_style",
+        files={"image": ("p.jpg", photo)},
+        data={"max_side_px": "32", **fields},
+        timeout=timeout_s,
+    )
 
 
 def wait_until_serving(faulty, deadline_s=120):
@@ -67,8 +73,11 @@ def wait_until_serving(faulty, deadline_s=120):
 
 def worker_pid(faulty) -> int:
     server, _, _ = faulty
-    answer = requests.get(f"{server.management_url}/models/fast_style",
-                          headers={"Authorization": f"Bearer {server.keys().management}"}, timeout=10)
+    answer = requests.get(
+        f"{server.management_url}/models/fast_style",
+        headers={"Authorization": f"Bearer {server.keys().management}"},
+        timeout=10,
+    )
     return answer.json()[0]["workers"][0]["pid"]
 
 

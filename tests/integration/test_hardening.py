@@ -8,18 +8,21 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from support import assert_error, decode
 
 from archiver.layout import REPO_ROOT
-from support import assert_error, decode
 
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height over a few bytes of data: a decompression bomb."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _save(image: Image.Image, fmt: str, **params) -> bytes:
@@ -88,7 +91,8 @@ def test_model_registration_is_closed(server):
 
 def test_config_is_secure_by_default():
     config = dict(
-        line.split("=", 1) for line in (REPO_ROOT / "config.properties").read_text().splitlines()
+        line.split("=", 1)
+        for line in (REPO_ROOT / "config.properties").read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
     for key in ("inference_address", "management_address", "metrics_address"):
@@ -104,8 +108,9 @@ def test_handlers_metrics_on_the_prometheus_port(server):
     port = server.process.ports.metrics
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     if "Token Authorization failed" in text:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10,
-                            headers={"Authorization": f"Bearer {server.keys.inference}"}).text
+        text = requests.get(
+            f"http://127.0.0.1:{port}/metrics", timeout=10, headers={"Authorization": f"Bearer {server.keys.inference}"}
+        ).text
     produced = [line for line in text.splitlines() if line.startswith("ImagelabImagesProduced{")]
     assert produced and any('model_name="fast_style"' in line or "fast_style" in line for line in produced), text[:2000]
     rejected = [line for line in text.splitlines() if line.startswith("ImagelabRejectedRequests{")]

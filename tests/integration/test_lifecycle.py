@@ -43,8 +43,9 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def endpoint(store, tmp_path_factory) -> Endpoint:
     workdir = tmp_path_factory.mktemp("lifecycle_server")
-    server = TorchServe(workdir, store, {"fast_style": "fast_style-1.0.mar"}, Ports.free(),
-                        overrides={"enable_model_api": "true"})
+    server = TorchServe(
+        workdir, store, {"fast_style": "fast_style-1.0.mar"}, Ports.free(), overrides={"enable_model_api": "true"}
+    )
     server.start()
     try:
         server.wait_ready(timeout_s=300)
@@ -54,9 +55,13 @@ def endpoint(store, tmp_path_factory) -> Endpoint:
 
 
 def candy(endpoint: Endpoint, path: str = "/predictions/fast_style") -> bytes:
-    answer = requests.post(f"{endpoint.inference_url}{path}", headers=endpoint.headers("inference"),
-                           files={"image": ("photo.png", gradient_png(48))},
-                           data={"style": "candy"}, timeout=120)
+    answer = requests.post(
+        f"{endpoint.inference_url}{path}",
+        headers=endpoint.headers("inference"),
+        files={"image": ("photo.png", gradient_png(48))},
+        data={"style": "candy"},
+        timeout=120,
+    )
     assert answer.status_code == 200, answer.text
     Image.open(io.BytesIO(answer.content)).load()
     return answer.content
@@ -148,9 +153,15 @@ def _store_listing(store: Path) -> dict:
 
 def test_a_missing_weight_fails_the_build_naming_the_file(store, tmp_path):
     missing = tmp_path / "gone" / "candy.safetensors"
-    capability = Capability("fast_style", FAST_STYLE.handler, FAST_STYLE.config,
-                            lambda layout: ArchivePlan([WeightFile(missing, "weights/candy.safetensors", False)],
-                                                       {"styles": {"candy": "weights/candy.safetensors"}}))
+    capability = Capability(
+        "fast_style",
+        FAST_STYLE.handler,
+        FAST_STYLE.config,
+        lambda layout: ArchivePlan(
+            [WeightFile(missing, "weights/candy.safetensors", False)],
+            {"styles": {"candy": "weights/candy.safetensors"}},
+        ),
+    )
     before = _store_listing(store)
     with pytest.raises(FileNotFoundError, match=str(missing)):
         build_archive(capability, WeightsLayout.default(), store, "5.0")
@@ -177,8 +188,11 @@ def test_the_kserve_export_serves(store, tmp_path):
         server.wait_ready(timeout_s=300)
         # Token authorization is off in the export: no key_file.json, no Authorization header.
         assert not (tmp_path / "workdir" / "key_file.json").exists()
-        answer = requests.post(f"{server.inference_url}/predictions/fast_style",
-                               files={"image": ("photo.png", gradient_png(48))}, timeout=120)
+        answer = requests.post(
+            f"{server.inference_url}/predictions/fast_style",
+            files={"image": ("photo.png", gradient_png(48))},
+            timeout=120,
+        )
         assert answer.status_code == 200, answer.text
         assert Image.open(io.BytesIO(answer.content)).size == (48, 48)
         metrics = requests.get(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=30).text

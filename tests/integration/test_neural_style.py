@@ -4,10 +4,9 @@ import base64
 import json
 
 import pytest
+from support import assert_error, decode
 
 from archiver.layout import WeightsLayout
-
-from support import assert_error, decode
 
 QUICK = {"steps": "6", "max_side_px": "64", "seed": "7"}
 
@@ -41,7 +40,9 @@ def test_json_base64_gives_the_multipart_answer(server, photo_jpeg, texture_png)
     body = {
         "content": base64.b64encode(photo_jpeg).decode(),
         "style_image": "data:image/png;base64," + base64.b64encode(texture_png).decode(),
-        "steps": 6, "max_side_px": 64, "seed": 7,
+        "steps": 6,
+        "max_side_px": 64,
+        "seed": 7,
     }
     response = server.predict("neural_style", json=body, timeout_s=300)
     assert response.status_code == 200, response.text
@@ -59,8 +60,11 @@ def test_time_budget_returns_the_best_image_truncated(server, photo_jpeg, textur
 def test_streaming_over_chunked_http(server, photo_jpeg, texture_png):
     files = {"content": ("c.jpg", photo_jpeg), "style_image": ("s.png", texture_png)}
     with server.session.post(
-        f"{server.url}/predictions/neural_style", files=files, data={**QUICK, "stream": "true"},
-        stream=True, timeout=300,
+        f"{server.url}/predictions/neural_style",
+        files=files,
+        data={**QUICK, "stream": "true"},
+        stream=True,
+        timeout=300,
     ) as response:
         assert response.status_code == 200
         events = [json.loads(line) for line in response.iter_lines() if line]
@@ -74,10 +78,17 @@ def test_streaming_over_chunked_http(server, photo_jpeg, texture_png):
 def test_streaming_over_grpc(server, grpc_stubs, grpc_channel, photo_jpeg, texture_png):
     inference_pb2, inference_pb2_grpc = grpc_stubs
     stub = inference_pb2_grpc.InferenceAPIsServiceStub(grpc_channel)
-    request = inference_pb2.PredictionsRequest(model_name="neural_style", input={
-        "content": photo_jpeg, "style_image": texture_png, "steps": b"4", "max_side_px": b"64",
-        "seed": b"1", "stream": b"true",
-    })
+    request = inference_pb2.PredictionsRequest(
+        model_name="neural_style",
+        input={
+            "content": photo_jpeg,
+            "style_image": texture_png,
+            "steps": b"4",
+            "max_side_px": b"64",
+            "seed": b"1",
+            "stream": b"true",
+        },
+    )
     metadata = (("authorization", f"Bearer {server.keys.inference}"),)
     events = [json.loads(m.prediction) for m in stub.StreamPredictions(request, metadata=metadata, timeout=300)]
     assert [e["step"] for e in events[:-1]] == [1, 2, 3, 4]
@@ -87,31 +98,41 @@ def test_streaming_over_grpc(server, grpc_stubs, grpc_channel, photo_jpeg, textu
 
 def test_open_inference_protocol(server, photo_jpeg, texture_png):
     reference = transfer(server, photo_jpeg, texture_png).content
-    request = {"inputs": [
-        {"name": "content", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(photo_jpeg).decode()]},
-        {"name": "style_image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(texture_png).decode()]},
-        {"name": "steps", "datatype": "INT64", "shape": [1], "data": [6]},
-        {"name": "max_side_px", "datatype": "INT64", "shape": [1], "data": [64]},
-        {"name": "seed", "datatype": "INT64", "shape": [1], "data": [7]},
-    ]}
+    request = {
+        "inputs": [
+            {"name": "content", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(photo_jpeg).decode()]},
+            {
+                "name": "style_image",
+                "datatype": "BYTES",
+                "shape": [1],
+                "data": [base64.b64encode(texture_png).decode()],
+            },
+            {"name": "steps", "datatype": "INT64", "shape": [1], "data": [6]},
+            {"name": "max_side_px", "datatype": "INT64", "shape": [1], "data": [64]},
+            {"name": "seed", "datatype": "INT64", "shape": [1], "data": [7]},
+        ]
+    }
     response = server.session.post(f"{server.url}/v2/models/neural_style/infer", json=request, timeout=300)
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}
     assert base64.b64decode(outputs["image"]["data"][0]) == reference
 
 
-@pytest.mark.parametrize("fields,files,status,field", [
-    ({}, {"style_image": ("s.png", b"PNG?")}, 400, "content"),
-    ({}, {"content": ("c.jpg", b"\xff\xd8\xff\xe0 truncated")}, 400, "content"),
-    ({"steps": "0"}, None, 400, "steps"),
-    ({"steps": "1001"}, None, 400, "steps"),
-    ({"max_side_px": "2048"}, None, 400, "max_side_px"),
-    ({"init": "gaussian"}, None, 400, "init"),
-    ({"optimizer": "sgd"}, None, 400, "optimizer"),
-    ({"content_weight": "0", "style_weight": "0"}, None, 400, "content_weight"),
-    ({"style_weight": "nan"}, None, 400, "style_weight"),
-    ({"time_budget_s": "100000"}, None, 400, "time_budget_s"),
-])
+@pytest.mark.parametrize(
+    "fields,files,status,field",
+    [
+        ({}, {"style_image": ("s.png", b"PNG?")}, 400, "content"),
+        ({}, {"content": ("c.jpg", b"\xff\xd8\xff\xe0 truncated")}, 400, "content"),
+        ({"steps": "0"}, None, 400, "steps"),
+        ({"steps": "1001"}, None, 400, "steps"),
+        ({"max_side_px": "2048"}, None, 400, "max_side_px"),
+        ({"init": "gaussian"}, None, 400, "init"),
+        ({"optimizer": "sgd"}, None, 400, "optimizer"),
+        ({"content_weight": "0", "style_weight": "0"}, None, 400, "content_weight"),
+        ({"style_weight": "nan"}, None, 400, "style_weight"),
+        ({"time_budget_s": "100000"}, None, 400, "time_budget_s"),
+    ],
+)
 def test_bad_inputs(server, photo_jpeg, texture_png, fields, files, status, field):
     files = files or {"content": ("c.jpg", photo_jpeg), "style_image": ("s.png", texture_png)}
     response = server.predict("neural_style", files=files, data=fields)
@@ -136,11 +157,16 @@ def _worker_pid(server, model):
     return server.management("GET", f"/models/{model}").json()[0]["workers"][0]["pid"]
 
 
-@pytest.mark.parametrize("model,fields", [
-    ("neural_style", {"steps": b"0", "stream": b"true"}),  # fails at decode, before any chunk
-    ("fast_style", {"style": b"candy"}),  # a model that never streams, called with StreamPredictions
-])
-def test_grpc_stream_without_progress_answers_and_keeps_the_worker(server, grpc_stubs, grpc_channel, model, fields, photo_jpeg):
+@pytest.mark.parametrize(
+    "model,fields",
+    [
+        ("neural_style", {"steps": b"0", "stream": b"true"}),  # fails at decode, before any chunk
+        ("fast_style", {"style": b"candy"}),  # a model that never streams, called with StreamPredictions
+    ],
+)
+def test_grpc_stream_without_progress_answers_and_keeps_the_worker(
+    server, grpc_stubs, grpc_channel, model, fields, photo_jpeg
+):
     """Regression: a final answer with no chunk before it crashed TorchServe's gRPC streaming path
     and restarted the worker."""
     inference_pb2, inference_pb2_grpc = grpc_stubs

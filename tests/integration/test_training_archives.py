@@ -66,24 +66,62 @@ def trained(tmp_path_factory):
     data = paintings(root / "paintings")
     try:
         lora_config = LoraTrainConfig(
-            data_dir=data, capability="txt2img", style=LORA_STYLE, weights_dir=weights, resolution_px=32,
-            batch_size=2, max_steps=4, learning_rate=5e-2, rank=2, lora_alpha=16.0, mixed_precision="no",
-            checkpoint_every=0, validation_images=0)
+            data_dir=data,
+            capability="txt2img",
+            style=LORA_STYLE,
+            weights_dir=weights,
+            resolution_px=32,
+            batch_size=2,
+            max_steps=4,
+            learning_rate=5e-2,
+            rank=2,
+            lora_alpha=16.0,
+            mixed_precision="no",
+            checkpoint_every=0,
+            validation_images=0,
+        )
         lora_run = train_lora(lora_config, root / "runs" / "lora-run", argv=["test"])
-        txt2img = publish("txt2img", lora_run.lora_path, archive_path_for(lora_config), weights, store,
-                          lineage_of(lora_run, lora_config), base_model_dir=lora_run.model_dir)
+        txt2img = publish(
+            "txt2img",
+            lora_run.lora_path,
+            archive_path_for(lora_config),
+            weights,
+            store,
+            lineage_of(lora_run, lora_config),
+            base_model_dir=lora_run.model_dir,
+        )
         style_image = root / "style.png"
         Image.radial_gradient("L").convert("RGB").resize((48, 48)).save(style_image)
-        fast_config = FastStyleTrainConfig(data, style_image, STYLE, weights_dir=weights, image_size_px=32,
-                                           batch_size=2, max_steps=2, checkpoint_every=0)
+        fast_config = FastStyleTrainConfig(
+            data,
+            style_image,
+            STYLE,
+            weights_dir=weights,
+            image_size_px=32,
+            batch_size=2,
+            max_steps=2,
+            checkpoint_every=0,
+        )
         fast_run = train_fast_style(fast_config, root / "runs" / "fast-run", argv=["test"])
-        fast_style = publish("fast_style", fast_run.weights_path, f"fast_style/{STYLE}.safetensors", weights, store,
-                             fast_style_lineage(fast_run, fast_config))
+        fast_style = publish(
+            "fast_style",
+            fast_run.weights_path,
+            f"fast_style/{STYLE}.safetensors",
+            weights,
+            store,
+            fast_style_lineage(fast_run, fast_config),
+        )
     finally:
         torch.set_num_threads(threads)
         tempfile.tempdir = previous_tempdir
-    return {"store": store, "weights": weights, "txt2img": txt2img, "fast_style": fast_style,
-            "lora_run": lora_run, "fast_run": fast_run}
+    return {
+        "store": store,
+        "weights": weights,
+        "txt2img": txt2img,
+        "fast_style": fast_style,
+        "lora_run": lora_run,
+        "fast_run": fast_run,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +139,11 @@ def served(trained, tmp_path_factory):
 
 
 def describe(process, model: str, version: str) -> dict:
-    answer = requests.get(f"{process.management_url}/models/{model}/{version}?customized=true",
-                          headers={"Authorization": f"Bearer {process.keys().management}"}, timeout=60)
+    answer = requests.get(
+        f"{process.management_url}/models/{model}/{version}?customized=true",
+        headers={"Authorization": f"Bearer {process.keys().management}"},
+        timeout=60,
+    )
     assert answer.status_code == 200, answer.text
     metadata = answer.json()[0]["customizedMetadata"]
     return json.loads(metadata) if isinstance(metadata, str) else metadata
@@ -130,8 +171,12 @@ def test_trained_fast_style_is_listed_and_served_by_name(served, trained):
     assert described["manifest"]["training"]["run_id"] == "fast-run"
 
     def stylise(style):
-        answer = session.post(f"{process.inference_url}/predictions/fast_style/2.0", timeout=120,
-                              files={"image": ("photo.png", gradient_png(48))}, data={"style": style})
+        answer = session.post(
+            f"{process.inference_url}/predictions/fast_style/2.0",
+            timeout=120,
+            files={"image": ("photo.png", gradient_png(48))},
+            data={"style": style},
+        )
         assert answer.status_code == 200, answer.text
         image = Image.open(io.BytesIO(answer.content))
         assert image.size == (48, 48)
@@ -146,9 +191,18 @@ def test_trained_lora_is_a_txt2img_style_that_changes_the_picture(served):
     assert LORA_STYLE in described["styles"] and {"monet", "van_gogh"} <= set(described["styles"])
 
     def generate(style):
-        answer = session.post(f"{process.inference_url}/predictions/txt2img/1.0", timeout=300, json={
-            "prompt": "a painting in the style of blocky", "style": style, "seed": 3, "steps": 2,
-            "width": 64, "height": 64})
+        answer = session.post(
+            f"{process.inference_url}/predictions/txt2img/1.0",
+            timeout=300,
+            json={
+                "prompt": "a painting in the style of blocky",
+                "style": style,
+                "seed": 3,
+                "steps": 2,
+                "width": 64,
+                "height": 64,
+            },
+        )
         assert answer.status_code == 200, answer.text
         return np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGB")).astype(np.int16)
 
@@ -158,11 +212,23 @@ def test_trained_lora_is_a_txt2img_style_that_changes_the_picture(served):
 def test_evaluate_scores_the_served_version_with_and_without_its_lora(served, trained, tmp_path):
     process, session = served
     scorer = ClipScorer(resolve_clip_dir(WeightsLayout(trained["weights"])).path)
-    scores = evaluate(process.inference_url, dict(session.headers), "txt2img", ["1.0"], ["none", LORA_STYLE],
-                      ["a harbour", "a red barn"], scorer, seeds=[0],
-                      generation={"steps": 2, "width": 64, "height": 64})
-    assert [(s.style, s.prompt) for s in scores] == [("none", "a harbour"), ("none", "a red barn"),
-                                                     (LORA_STYLE, "a harbour"), (LORA_STYLE, "a red barn")]
+    scores = evaluate(
+        process.inference_url,
+        dict(session.headers),
+        "txt2img",
+        ["1.0"],
+        ["none", LORA_STYLE],
+        ["a harbour", "a red barn"],
+        scorer,
+        seeds=[0],
+        generation={"steps": 2, "width": 64, "height": 64},
+    )
+    assert [(s.style, s.prompt) for s in scores] == [
+        ("none", "a harbour"),
+        ("none", "a red barn"),
+        (LORA_STYLE, "a harbour"),
+        (LORA_STYLE, "a red barn"),
+    ]
     assert all(0 <= s.clip_score <= 100 for s in scores)
     csv_path, md_path = write_reports(scores, tmp_path / "report")
     table = md_path.read_text().splitlines()

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from PIL import Image
-
 from support import assert_error, decode
 
 FAST = {"steps": 2, "width": 64, "height": 64}
@@ -37,8 +36,15 @@ def test_golden_pixels_on_the_tiny_model(server):
 
 
 GOLDEN_DDIM_SEED_1234 = [
-    [130, 127, 122], [144, 133, 118], [131, 123, 123], [111, 144, 148], [101, 71, 149],
-    [90, 98, 123], [130, 126, 133], [131, 128, 93], [103, 128, 124],
+    [130, 127, 122],
+    [144, 133, 118],
+    [131, 123, 123],
+    [111, 144, 148],
+    [101, 71, 149],
+    [90, 98, 123],
+    [130, 126, 133],
+    [131, 128, 93],
+    [103, 128, 124],
 ]
 
 
@@ -86,8 +92,10 @@ def test_lcm_fast_mode(server):
 
 def test_streaming_one_event_per_step_then_the_result(server):
     with server.session.post(
-        f"{server.url}/predictions/txt2img", json={**FAST, "steps": 3, "prompt": "a bridge", "seed": 2, "stream": True},
-        stream=True, timeout=300,
+        f"{server.url}/predictions/txt2img",
+        json={**FAST, "steps": 3, "prompt": "a bridge", "seed": 2, "stream": True},
+        stream=True,
+        timeout=300,
     ) as response:
         assert response.status_code == 200
         events = [json.loads(line) for line in response.iter_lines() if line]
@@ -97,40 +105,48 @@ def test_streaming_one_event_per_step_then_the_result(server):
 
 def test_multipart_and_v2_give_the_json_answer(server):
     reference = generate(server, prompt="a mountain", seed=8).content
-    multipart = server.predict("txt2img", files={"prompt": (None, "a mountain")},
-                               data={"seed": "8", "steps": "2", "width": "64", "height": "64"})
+    multipart = server.predict(
+        "txt2img",
+        files={"prompt": (None, "a mountain")},
+        data={"seed": "8", "steps": "2", "width": "64", "height": "64"},
+    )
     assert multipart.content == reference
-    v2 = {"inputs": [
-        {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": ["a mountain"]},
-        {"name": "seed", "datatype": "INT64", "shape": [1], "data": [8]},
-        {"name": "steps", "datatype": "INT64", "shape": [1], "data": [2]},
-        {"name": "width", "datatype": "INT64", "shape": [1], "data": [64]},
-        {"name": "height", "datatype": "INT64", "shape": [1], "data": [64]},
-    ]}
+    v2 = {
+        "inputs": [
+            {"name": "prompt", "datatype": "BYTES", "shape": [1], "data": ["a mountain"]},
+            {"name": "seed", "datatype": "INT64", "shape": [1], "data": [8]},
+            {"name": "steps", "datatype": "INT64", "shape": [1], "data": [2]},
+            {"name": "width", "datatype": "INT64", "shape": [1], "data": [64]},
+            {"name": "height", "datatype": "INT64", "shape": [1], "data": [64]},
+        ]
+    }
     response = server.session.post(f"{server.url}/v2/models/txt2img/infer", json=v2, timeout=300)
     outputs = {o["name"]: o for o in response.json()["outputs"]}
     assert base64.b64decode(outputs["image"]["data"][0]) == reference
 
 
-@pytest.mark.parametrize("fields,status,field", [
-    ({}, 400, "prompt"),
-    ({"prompt": "   "}, 400, "prompt"),
-    ({"prompt": "x", "steps": 0}, 400, "steps"),
-    ({"prompt": "x", "steps": 101}, 400, "steps"),
-    ({"prompt": "x", "guidance": 0.5}, 400, "guidance"),
-    ({"prompt": "x", "guidance": 21}, 400, "guidance"),
-    ({"prompt": "x", "width": 100}, 400, "width"),
-    ({"prompt": "x", "height": 4096}, 400, "height"),
-    ({"prompt": "x", "num_images": 5}, 400, "num_images"),
-    ({"prompt": "x", "style": "picasso"}, 400, "style"),
-    ({"prompt": "x", "style_scale": 2.5}, 400, "style_scale"),
-    ({"prompt": "x", "scheduler": "heun"}, 400, "scheduler"),
-    ({"prompt": "x", "seed": -1}, 400, "seed"),
-    ({"prompt": "x", "seed": "abc"}, 400, "seed"),
-    ({"prompt": "x", "steps": "NaN"}, 400, "steps"),
-    ({"prompt": " ".join(["cat"] * 80)}, 422, "prompt"),
-    ({"prompt": "x", "negative_prompt": " ".join(["dog"] * 90)}, 422, "negative_prompt"),
-])
+@pytest.mark.parametrize(
+    "fields,status,field",
+    [
+        ({}, 400, "prompt"),
+        ({"prompt": "   "}, 400, "prompt"),
+        ({"prompt": "x", "steps": 0}, 400, "steps"),
+        ({"prompt": "x", "steps": 101}, 400, "steps"),
+        ({"prompt": "x", "guidance": 0.5}, 400, "guidance"),
+        ({"prompt": "x", "guidance": 21}, 400, "guidance"),
+        ({"prompt": "x", "width": 100}, 400, "width"),
+        ({"prompt": "x", "height": 4096}, 400, "height"),
+        ({"prompt": "x", "num_images": 5}, 400, "num_images"),
+        ({"prompt": "x", "style": "picasso"}, 400, "style"),
+        ({"prompt": "x", "style_scale": 2.5}, 400, "style_scale"),
+        ({"prompt": "x", "scheduler": "heun"}, 400, "scheduler"),
+        ({"prompt": "x", "seed": -1}, 400, "seed"),
+        ({"prompt": "x", "seed": "abc"}, 400, "seed"),
+        ({"prompt": "x", "steps": "NaN"}, 400, "steps"),
+        ({"prompt": " ".join(["cat"] * 80)}, 422, "prompt"),
+        ({"prompt": "x", "negative_prompt": " ".join(["dog"] * 90)}, 422, "negative_prompt"),
+    ],
+)
 def test_validation_errors(server, fields, status, field):
     body = assert_error(server.predict("txt2img", json={**FAST, **fields}), status, field)
     if status == 422:

@@ -43,8 +43,19 @@ def json_answer(images, **extra) -> bytes:
 
 
 def test_json_answers_are_decoded_and_nsfw_flags_fail():
-    assert answer_problem(200, "application/json", json_answer([PICTURE], nsfw=[False]), (40, 30), "application/json") is None
-    assert answer_problem(200, "application/json", json_answer([PICTURE], nsfw=[True]), (40, 30), "application/json") == "nsfw flag set"
-    assert answer_problem(200, "application/json", json_answer([BLACK]), (40, 30), "application/json") == "image is black"
+    assert (
+        answer_problem(200, "application/json", json_answer([PICTURE], nsfw=[False]), (40, 30), "application/json")
+        is None
+    )
+    assert (
+        answer_problem(200, "application/json", json_answer([PICTURE], nsfw=[True]), (40, 30), "application/json")
+        == "nsfw flag set"
+    )
+    assert (
+        answer_problem(200, "application/json", json_answer([BLACK]), (40, 30), "application/json") == "image is black"
+    )
     assert "malformed" in answer_problem(200, "application/json", b'{"images": ["***"]}', (40, 30), "application/json")
-    assert answer_problem(200, "application/json", json_answer([]), (40, 30), "application/json") == "JSON answer has no images"
+    assert (
+        answer_problem(200, "application/json", json_answer([]), (40, 30), "application/json")
+        == "JSON answer has no images"
+    )

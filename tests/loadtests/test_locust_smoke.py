@@ -22,11 +22,34 @@ def test_every_capability_answers_correctly_under_load(server, tmp_path):
     }
     prefix = tmp_path / "smoke"
     run = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", server.url,
-         "-u", str(len(CAPABILITIES)), "-r", str(len(CAPABILITIES)), "-t", "5s",
-         # in-flight requests finish instead of being cut off when the 5 s are up
-         "--stop-timeout", "120", "--csv", str(prefix), "--exit-code-on-error", "0", "--only-summary"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--host",
+            server.url,
+            "-u",
+            str(len(CAPABILITIES)),
+            "-r",
+            str(len(CAPABILITIES)),
+            "-t",
+            "5s",
+            # in-flight requests finish instead of being cut off when the 5 s are up
+            "--stop-timeout",
+            "120",
+            "--csv",
+            str(prefix),
+            "--exit-code-on-error",
+            "0",
+            "--only-summary",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = {row.name: row for row in read_stats(Path(f"{prefix}_stats.csv"))}

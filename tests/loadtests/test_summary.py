@@ -8,9 +8,30 @@ import pytest
 from loadtests import summary
 from loadtests.summary import Thresholds, evaluate, parse_p95, read_stats
 
-HEADER = ["Type", "Name", "Request Count", "Failure Count", "Median Response Time", "Average Response Time",
-          "Min Response Time", "Max Response Time", "Average Content Size", "Requests/s", "Failures/s",
-          "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%"]
+HEADER = [
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
+    "Average Content Size",
+    "Requests/s",
+    "Failures/s",
+    "50%",
+    "66%",
+    "75%",
+    "80%",
+    "90%",
+    "95%",
+    "98%",
+    "99%",
+    "99.9%",
+    "99.99%",
+    "100%",
+]
 
 
 def write_stats(path, rows):
@@ -20,18 +41,45 @@ def write_stats(path, rows):
         writer.writerow(HEADER)
         for name, requests, failures, p50, p95, rps in rows:
             kind = "" if name == "Aggregated" else "POST"
-            writer.writerow([kind, name, requests, failures, p50, p50, 1, p95, 1000, rps, 0,
-                             p50, p50, p50, p95, p95, p95, p95, p95, p95, p95, p95])
+            writer.writerow(
+                [
+                    kind,
+                    name,
+                    requests,
+                    failures,
+                    p50,
+                    p50,
+                    1,
+                    p95,
+                    1000,
+                    rps,
+                    0,
+                    p50,
+                    p50,
+                    p50,
+                    p95,
+                    p95,
+                    p95,
+                    p95,
+                    p95,
+                    p95,
+                    p95,
+                    p95,
+                ]
+            )
     return path
 
 
 @pytest.fixture
 def healthy(tmp_path):
-    return write_stats(tmp_path / "run_stats.csv", [
-        ("fast_style", 100, 0, 900, 1500, 3.3),
-        ("txt2img", 10, 0, 40000, 90000, 0.2),
-        ("Aggregated", 110, 0, 1000, 80000, 3.5),
-    ])
+    return write_stats(
+        tmp_path / "run_stats.csv",
+        [
+            ("fast_style", 100, 0, 900, 1500, 3.3),
+            ("txt2img", 10, 0, 40000, 90000, 0.2),
+            ("Aggregated", 110, 0, 1000, 80000, 3.5),
+        ],
+    )
 
 
 def test_reads_locust_columns(healthy):

@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from training.data import (Augmentation, class_folder_dataset, class_prompts, pick_prompt, prepare_pixels,
-                           style_dataset)
+from training.data import Augmentation, class_folder_dataset, class_prompts, pick_prompt, prepare_pixels, style_dataset
 from training.schedule import lr_multiplier
 
 

@@ -17,9 +17,18 @@ def fast_run(shapes, tmp_path_factory):
     root = tmp_path_factory.mktemp("fast_style")
     style_image = root / "style.png"
     Image.radial_gradient("L").convert("RGB").resize((48, 48)).save(style_image)
-    config = FastStyleTrainConfig(shapes, style_image, "swirl", weights_dir=root / "weights", image_size_px=32,
-                                  batch_size=2, max_steps=4, style_weight=1e6, content_weight=1e2,
-                                  checkpoint_every=2)
+    config = FastStyleTrainConfig(
+        shapes,
+        style_image,
+        "swirl",
+        weights_dir=root / "weights",
+        image_size_px=32,
+        batch_size=2,
+        max_steps=4,
+        style_weight=1e6,
+        content_weight=1e2,
+        checkpoint_every=2,
+    )
     return train_fast_style(config, root / "runs" / "swirl", argv=[])
 
 

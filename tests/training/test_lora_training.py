@@ -17,9 +17,23 @@ from training.lora import METRIC_COLUMNS, train_lora
 from training.lora_config import LoraTrainConfig
 from training.lora_trainer import LoraTrainer, load_components
 
-SMALL = dict(resolution_px=32, batch_size=2, grad_accum_steps=2, learning_rate=1e-2, rank=2, lora_alpha=8.0,
-             lora_dropout=0.1, lr_schedule="cosine", warmup_steps=2, mixed_precision="no", max_steps=6,
-             checkpoint_every=0, validation_images=1, validation_steps=1, augmentation={"variants": 1})
+SMALL = dict(
+    resolution_px=32,
+    batch_size=2,
+    grad_accum_steps=2,
+    learning_rate=1e-2,
+    rank=2,
+    lora_alpha=8.0,
+    lora_dropout=0.1,
+    lr_schedule="cosine",
+    warmup_steps=2,
+    mixed_precision="no",
+    max_steps=6,
+    checkpoint_every=0,
+    validation_images=1,
+    validation_steps=1,
+    augmentation={"variants": 1},
+)
 
 
 def config(shapes, tiny_sd15, weights_root, **overrides) -> LoraTrainConfig:
@@ -37,7 +51,9 @@ def test_loss_is_finite_and_falls_on_a_fixed_batch(shapes, tiny_sd15, mixed_prec
     cfg = LoraTrainConfig(data_dir=shapes, resolution_px=32, learning_rate=1e-2, mixed_precision=mixed_precision)
     trainer = LoraTrainer(cfg, load_components(tiny_sd15), total_steps=20)
     examples = class_folder_dataset(shapes).train[:2]
-    posteriors = torch.stack([trainer.encode_posterior(prepare_pixels(e, 32, cfg.augmentation, 0, 0)) for e in examples])
+    posteriors = torch.stack(
+        [trainer.encode_posterior(prepare_pixels(e, 32, cfg.augmentation, 0, 0)) for e in examples]
+    )
     prompts = [e.prompts[0] for e in examples]
     # The same generator seed each step: the same latents, noise and timesteps, a fixed batch.
     losses = [trainer.step([(posteriors, prompts)], torch.Generator().manual_seed(5)).loss for _ in range(20)]
@@ -46,8 +62,7 @@ def test_loss_is_finite_and_falls_on_a_fixed_batch(shapes, tiny_sd15, mixed_prec
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 17, losses
 
 
-def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(finished_run, shapes, tiny_sd15, weights_root,
-                                                               tmp_path):
+def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(finished_run, shapes, tiny_sd15, weights_root, tmp_path):
     cfg = config(shapes, tiny_sd15, weights_root)
     run_dir = tmp_path / "interrupted"
 
@@ -85,8 +100,9 @@ def test_exported_lora_changes_the_engine_output_with_its_alpha_over_rank_scale(
     weights, alpha = read_lora(finished_run.lora_path)
     # alpha 8 at rank 2 is a scale of 4: the same as alpha == rank with the up factors x4.
     unit_scale = save_lora(tmp_path / "x4.safetensors", {m: (d, u * 4) for m, (d, u) in weights.items()}, alpha=2.0)
-    engine = DiffusionEngine(DiffusionSettings(tiny_sd15, dtype="float32",
-                                               adapters={"trained": finished_run.lora_path, "x4": unit_scale}))
+    engine = DiffusionEngine(
+        DiffusionSettings(tiny_sd15, dtype="float32", adapters={"trained": finished_run.lora_path, "x4": unit_scale})
+    )
 
     def image(style):
         job = GenerationJob(prompt="a photo of a circle", style=style, seed=1, steps=2, width=64, height=64)
@@ -112,7 +128,11 @@ def test_run_folder_has_config_metrics_plot_and_samples(finished_run):
     plot = Image.open(run_dir / "metrics.png")
     assert plot.format == "PNG" and plot.size[0] >= 320
     assert len(np.unique(np.asarray(plot.convert("L")))) > 2  # something was drawn
-    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "epoch_003.png",
+    ]
 
 
 def test_latents_are_cached_once_per_image_and_variant(finished_run):

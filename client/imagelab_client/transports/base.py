@@ -32,7 +32,7 @@ class RetryPolicy:
             raise ValueError("RetryPolicy needs max_retries, backoff_s and max_backoff_s >= 0")
 
     def delay_s(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** attempt)
+        ceiling = min(self.max_backoff_s, self.backoff_s * 2**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def call(self, send: Callable, sleep: Callable[[float], None] = time.sleep):
@@ -51,8 +51,7 @@ class Transport:
     name = "transport"
     streams = False  # whether infer can report progress events
 
-    def infer(self, model: str, fields: dict, version: Optional[str] = None,
-              on_event: Optional[OnEvent] = None):
+    def infer(self, model: str, fields: dict, version: Optional[str] = None, on_event: Optional[OnEvent] = None):
         """-> results.Answer; raises ImageLabError subclasses."""
         raise NotImplementedError
 
@@ -68,8 +67,9 @@ class Transport:
     def set_default(self, model: str, version: str) -> str:
         raise NotImplementedError
 
-    def scale_workers(self, model: str, min_worker: int, max_worker: Optional[int],
-                      version: Optional[str], synchronous: bool) -> str:
+    def scale_workers(
+        self, model: str, min_worker: int, max_worker: Optional[int], version: Optional[str], synchronous: bool
+    ) -> str:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -83,8 +83,15 @@ def text_value(value) -> str:
     return str(value)
 
 
-def make_transport(kind: str, url: Optional[str], management_url: Optional[str], credentials,
-                   connect_timeout_s: float, read_timeout_s: float, pool_size: int) -> Transport:
+def make_transport(
+    kind: str,
+    url: Optional[str],
+    management_url: Optional[str],
+    credentials,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    pool_size: int,
+) -> Transport:
     if kind not in DEFAULT_URLS:
         raise ValueError(f"transport must be one of {', '.join(DEFAULT_URLS)}; got {kind!r}")
     url = url or DEFAULT_URLS[kind][0]

@@ -14,44 +14,60 @@ from typing import Optional
 
 import grpc
 
-from imagelab_client.errors import (AuthError, ConnectionFailed, InvalidInput, NotFound,
-                                    Overloaded, ServerError, Timeout, error_for, is_error_document)
+from imagelab_client.errors import (
+    AuthError,
+    ConnectionFailed,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    ServerError,
+    Timeout,
+    error_for,
+    is_error_document,
+)
 from imagelab_client.grpc_stubs import load_stubs
 from imagelab_client.results import Answer, answer_from_document
 from imagelab_client.transports.base import OnEvent, Transport, text_value
 
 # The server's own limit is max_request_size (64 MiB, config.properties).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+_CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 class GrpcTransport(Transport):
     name = "grpc"
     streams = True
 
-    def __init__(self, target: str, management_target: str, credentials, connect_timeout_s: float,
-                 read_timeout_s: float):
+    def __init__(
+        self, target: str, management_target: str, credentials, connect_timeout_s: float, read_timeout_s: float
+    ):
         self.stubs = load_stubs()
         self.credentials = credentials
         self.connect_timeout_s = connect_timeout_s
         self.timeout_s = connect_timeout_s + read_timeout_s  # gRPC has one deadline per call
         self.channel = grpc.insecure_channel(strip_scheme(target), options=_CHANNEL_OPTIONS)
-        self.management_channel = grpc.insecure_channel(strip_scheme(management_target),
-                                                        options=_CHANNEL_OPTIONS)
+        self.management_channel = grpc.insecure_channel(strip_scheme(management_target), options=_CHANNEL_OPTIONS)
         self.inference = self.stubs.inference_pb2_grpc.InferenceAPIsServiceStub(self.channel)
         self.management = self.stubs.management_pb2_grpc.ManagementAPIsServiceStub(self.management_channel)
 
-    def infer(self, model: str, fields: dict, version: Optional[str] = None,
-              on_event: Optional[OnEvent] = None) -> Answer:
+    def infer(
+        self, model: str, fields: dict, version: Optional[str] = None, on_event: Optional[OnEvent] = None
+    ) -> Answer:
         fields = {**fields, "response_format": "json"}
         if on_event is not None:
             fields["stream"] = True
         # The input map is bytes -> images as they are, every other field as UTF-8 text.
-        inputs = {name: bytes(value) if isinstance(value, (bytes, bytearray)) else text_value(value).encode()
-                  for name, value in fields.items() if value is not None}
+        inputs = {
+            name: bytes(value) if isinstance(value, (bytes, bytearray)) else text_value(value).encode()
+            for name, value in fields.items()
+            if value is not None
+        }
         request = self.stubs.inference_pb2.PredictionsRequest(
-            model_name=model, model_version=version or "", input=inputs)
+            model_name=model, model_version=version or "", input=inputs
+        )
         metadata = self.credentials.grpc_metadata()
         if on_event is None:
             reply = self._call(self.inference.Predictions, request, metadata)
@@ -86,18 +102,24 @@ class GrpcTransport(Transport):
         return json.loads(self._manage("ListModels", limit=1000))["models"]
 
     def describe(self, model: str, version: Optional[str] = None) -> list:
-        return json.loads(self._manage("DescribeModel", model_name=model, model_version=version,
-                                       customized=True))
+        return json.loads(self._manage("DescribeModel", model_name=model, model_version=version, customized=True))
 
     def set_default(self, model: str, version: str) -> str:
         return _status(self._manage("SetDefault", model_name=model, model_version=version))
 
-    def scale_workers(self, model: str, min_worker: int, max_worker: Optional[int],
-                      version: Optional[str], synchronous: bool) -> str:
-        return _status(self._manage("ScaleWorker", model_name=model, model_version=version,
-                                    min_worker=min_worker,
-                                    max_worker=max_worker if max_worker is not None else min_worker,
-                                    synchronous=synchronous))
+    def scale_workers(
+        self, model: str, min_worker: int, max_worker: Optional[int], version: Optional[str], synchronous: bool
+    ) -> str:
+        return _status(
+            self._manage(
+                "ScaleWorker",
+                model_name=model,
+                model_version=version,
+                min_worker=min_worker,
+                max_worker=max_worker if max_worker is not None else min_worker,
+                synchronous=synchronous,
+            )
+        )
 
     def close(self) -> None:
         self.channel.close()

@@ -9,8 +9,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from imagelab_client.errors import (ConnectionFailed, ServerError, Timeout, error_for,
-                                    error_from_text, is_error_document)
+from imagelab_client.errors import ConnectionFailed, ServerError, Timeout, error_for, error_from_text, is_error_document
 from imagelab_client.results import Answer, answer_from_document
 from imagelab_client.transports.base import OnEvent, Transport, text_value
 
@@ -19,8 +18,15 @@ class RestTransport(Transport):
     name = "rest"
     streams = True
 
-    def __init__(self, url: str, management_url: str, credentials, connect_timeout_s: float,
-                 read_timeout_s: float, pool_size: int = 10):
+    def __init__(
+        self,
+        url: str,
+        management_url: str,
+        credentials,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        pool_size: int = 10,
+    ):
         self.url = url.rstrip("/")
         self.management_url = management_url.rstrip("/")
         self.credentials = credentials
@@ -30,24 +36,30 @@ class RestTransport(Transport):
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
-    def infer(self, model: str, fields: dict, version: Optional[str] = None,
-              on_event: Optional[OnEvent] = None) -> Answer:
+    def infer(
+        self, model: str, fields: dict, version: Optional[str] = None, on_event: Optional[OnEvent] = None
+    ) -> Answer:
         # response_format=json always: the metadata (seeds, timings, ...) comes back too.
         fields = {**fields, "response_format": "json"}
         if on_event is not None:
             fields["stream"] = True
         # Everything as multipart parts: images as files, the rest as text parts.
-        parts = [(name, (name, value, "application/octet-stream")) if isinstance(value, (bytes, bytearray))
-                 else (name, (None, text_value(value)))
-                 for name, value in fields.items() if value is not None]
+        parts = [
+            (name, (name, value, "application/octet-stream"))
+            if isinstance(value, (bytes, bytearray))
+            else (name, (None, text_value(value)))
+            for name, value in fields.items()
+            if value is not None
+        ]
         path = f"/predictions/{quote(model)}" + (f"/{quote(version)}" if version else "")
         with self.request("POST", self.url + path, files=parts, stream=on_event is not None) as response:
             if on_event is None:
                 return answer_from_document(self.json(response))
             return read_stream(response, on_event)
 
-    def request(self, method: str, url: str, management: bool = False, headers: Optional[dict] = None,
-                **kwargs) -> requests.Response:
+    def request(
+        self, method: str, url: str, management: bool = False, headers: Optional[dict] = None, **kwargs
+    ) -> requests.Response:
         """One HTTP call; non-2xx answers raise the mapped ImageLabError."""
         headers = {**self.credentials.header(management), **(headers or {})}
         try:
@@ -66,8 +78,9 @@ class RestTransport(Transport):
         try:
             return response.json()
         except ValueError:
-            raise ServerError(f"expected JSON, got {response.headers.get('Content-Type')}",
-                              response.status_code) from None
+            raise ServerError(
+                f"expected JSON, got {response.headers.get('Content-Type')}", response.status_code
+            ) from None
 
     # Management API (port 8081).
     def management(self, method: str, path: str, **params):
@@ -85,11 +98,13 @@ class RestTransport(Transport):
     def set_default(self, model: str, version: str) -> str:
         return self.management("PUT", f"/models/{quote(model)}/{quote(version)}/set-default")["status"]
 
-    def scale_workers(self, model: str, min_worker: int, max_worker: Optional[int],
-                      version: Optional[str], synchronous: bool) -> str:
+    def scale_workers(
+        self, model: str, min_worker: int, max_worker: Optional[int], version: Optional[str], synchronous: bool
+    ) -> str:
         path = f"/models/{quote(model)}" + (f"/{quote(version)}" if version else "")
-        answer = self.management("PUT", path, min_worker=min_worker, max_worker=max_worker,
-                                 synchronous=str(synchronous).lower())
+        answer = self.management(
+            "PUT", path, min_worker=min_worker, max_worker=max_worker, synchronous=str(synchronous).lower()
+        )
         return answer["status"]
 
     def close(self) -> None:
@@ -120,4 +135,3 @@ def read_stream(response: requests.Response, on_event: OnEvent) -> Answer:
     except requests.RequestException as error:
         raise ServerError(f"the stream broke off: {error}") from error
     raise ServerError("the stream ended without a result")
-

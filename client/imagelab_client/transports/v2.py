@@ -27,12 +27,15 @@ class V2Transport(RestTransport):
     name = "v2"
     streams = False
 
-    def infer(self, model: str, fields: dict, version: Optional[str] = None,
-              on_event: Optional[OnEvent] = None) -> Answer:
+    def infer(
+        self, model: str, fields: dict, version: Optional[str] = None, on_event: Optional[OnEvent] = None
+    ) -> Answer:
         if version:
             # TorchServe 0.12 answers 404 to /v2/models/{m}/versions/{v}/infer.
-            raise ValueError("TorchServe's v2 endpoint serves only the default version; "
-                             "use the rest or grpc transport to pick a version")
+            raise ValueError(
+                "TorchServe's v2 endpoint serves only the default version; "
+                "use the rest or grpc transport to pick a version"
+            )
         header, blob = encode_request(fields)
         path = f"/v2/models/{quote(model)}/infer"
         headers = {HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
@@ -57,12 +60,16 @@ def encode_request(fields: dict) -> tuple:
         else:
             element = value.encode("utf-8") if isinstance(value, str) else bytes(value)
             datatype, raw = "BYTES", struct.pack("<I", len(element)) + element
-        tensors.append({"name": name, "datatype": datatype, "shape": [1],
-                        "parameters": {"binary_data_size": len(raw)}})
+        tensors.append({"name": name, "datatype": datatype, "shape": [1], "parameters": {"binary_data_size": len(raw)}})
         blobs.append(raw)
-    document = {"inputs": tensors, "parameters": {"binary_data_output": True},
-                "outputs": [{"name": "image", "parameters": {"binary_data": True}},
-                            {"name": "metadata", "parameters": {"binary_data": True}}]}
+    document = {
+        "inputs": tensors,
+        "parameters": {"binary_data_output": True},
+        "outputs": [
+            {"name": "image", "parameters": {"binary_data": True}},
+            {"name": "metadata", "parameters": {"binary_data": True}},
+        ],
+    }
     return json.dumps(document).encode("utf-8"), b"".join(blobs)
 
 
@@ -77,10 +84,11 @@ def decode_response(body: bytes, header_length: Optional[str]) -> Answer:
             if size is None:
                 data = tensor.get("data") or []
                 # JSON form: the image is base64, the metadata plain text.
-                outputs[tensor["name"]] = [base64.b64decode(d) if tensor["name"] == "image"
-                                           else d.encode("utf-8") for d in data]
+                outputs[tensor["name"]] = [
+                    base64.b64decode(d) if tensor["name"] == "image" else d.encode("utf-8") for d in data
+                ]
             else:
-                outputs[tensor["name"]] = split_bytes(blob[offset:offset + size])
+                outputs[tensor["name"]] = split_bytes(blob[offset : offset + size])
                 offset += size
         metadata = json.loads(outputs["metadata"][0]) if outputs.get("metadata") else {}
         return Answer(outputs.get("image", []), metadata)
@@ -93,6 +101,6 @@ def split_bytes(chunk: bytes) -> list:
     values, pos = [], 0
     while pos < len(chunk):
         (length,) = struct.unpack_from("<I", chunk, pos)
-        values.append(chunk[pos + 4:pos + 4 + length])
+        values.append(chunk[pos + 4 : pos + 4 + length])
         pos += 4 + length
     return values

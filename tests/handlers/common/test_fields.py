@@ -21,13 +21,24 @@ def assert_names_field(error: pytest.ExceptionInfo, name: str, status: int = 400
 
 # ---------------------------------------------------------------- integer
 
+
 @pytest.mark.parametrize(
     "value, expected",
     [
-        (b"7", 7), (bytearray(b"7"), 7), ("7", 7), (7, 7), (b" 12 \n", 12),
-        (7.0, 7), ("7.0", 7), (b"7.000", 7),  # whole-number floats are whole numbers
-        ("1e3", 1000), (b"1E3", 1000), (2000, 2000), (0, 0),
-        ([5], 5), ([b"5"], 5),  # v2 tensors of shape [1]
+        (b"7", 7),
+        (bytearray(b"7"), 7),
+        ("7", 7),
+        (7, 7),
+        (b" 12 \n", 12),
+        (7.0, 7),
+        ("7.0", 7),
+        (b"7.000", 7),  # whole-number floats are whole numbers
+        ("1e3", 1000),
+        (b"1E3", 1000),
+        (2000, 2000),
+        (0, 0),
+        ([5], 5),
+        ([b"5"], 5),  # v2 tensors of shape [1]
     ],
 )
 def test_integer_accepts_every_encoding(value, expected):
@@ -44,11 +55,28 @@ def test_integer_absent_or_empty_gives_default(value):
 @pytest.mark.parametrize(
     "value",
     [
-        "nan", b"NaN", float("nan"), "inf", "-inf", b"Infinity", float("inf"), float("-inf"),
-        "abc", b"\xff\xfe", "0x10", "7 steps", "1e400",  # 1e400 parses to inf
-        True, False,  # JSON booleans are not numbers here
-        7.5, "7.5", "1e-3",
-        [1, 2], [], {"steps": 1}, object(),
+        "nan",
+        b"NaN",
+        float("nan"),
+        "inf",
+        "-inf",
+        b"Infinity",
+        float("inf"),
+        float("-inf"),
+        "abc",
+        b"\xff\xfe",
+        "0x10",
+        "7 steps",
+        "1e400",  # 1e400 parses to inf
+        True,
+        False,  # JSON booleans are not numbers here
+        7.5,
+        "7.5",
+        "1e-3",
+        [1, 2],
+        [],
+        {"steps": 1},
+        object(),
     ],
 )
 def test_integer_rejects_non_integers(value):
@@ -78,11 +106,19 @@ def test_huge_json_integer_is_a_field_error(getter):
 
 # ---------------------------------------------------------------- number
 
+
 @pytest.mark.parametrize(
     "value, expected",
     [
-        (b"0.5", 0.5), ("0.5", 0.5), (0.5, 0.5), (1, 1.0), ("1e-3", 0.001), (b" -0.25 ", -0.25),
-        (["2"], 2.0), (b"1E1", 10.0), ("10", 10.0),
+        (b"0.5", 0.5),
+        ("0.5", 0.5),
+        (0.5, 0.5),
+        (1, 1.0),
+        ("1e-3", 0.001),
+        (b" -0.25 ", -0.25),
+        (["2"], 2.0),
+        (b"1E1", 10.0),
+        ("10", 10.0),
     ],
 )
 def test_number_accepts_every_encoding(value, expected):
@@ -90,9 +126,7 @@ def test_number_accepts_every_encoding(value, expected):
     assert result == pytest.approx(expected) and isinstance(result, float)
 
 
-@pytest.mark.parametrize(
-    "value", ["nan", float("nan"), "inf", float("-inf"), b"-Infinity", "x", True, [], "1,5"]
-)
+@pytest.mark.parametrize("value", ["nan", float("nan"), "inf", float("-inf"), b"-Infinity", "x", True, [], "1,5"])
 def test_number_rejects_non_finite_and_text(value):
     with pytest.raises(InvalidField) as error:
         fields(weight=value).number("weight", 1.0, -1e9, 1e9)
@@ -115,6 +149,7 @@ def test_number_default_and_bounds_inclusive():
 
 
 # ---------------------------------------------------------------- boolean
+
 
 @pytest.mark.parametrize(
     "value",
@@ -151,6 +186,7 @@ def test_boolean_rejects_non_text(value):
 
 # ---------------------------------------------------------------- choice
 
+
 @pytest.mark.parametrize("value, expected", [("PNG", "png"), (b" jpeg ", "jpeg"), (["Webp"], "webp")])
 def test_choice_is_normalised(value, expected):
     assert fields(format=value).choice("format", ("png", "jpeg", "webp"), "png") == expected
@@ -172,11 +208,17 @@ def test_choice_rejects_and_lists_choices(value):
 
 # ---------------------------------------------------------------- text
 
+
 @pytest.mark.parametrize(
     "value, expected",
     [
-        (b"a cat", "a cat"), ("a cat", "a cat"), ("caf\u00e9".encode(), "caf\u00e9"),
-        ("tab\tnew\nline\r", "tab\tnew\nline\r"), (5, "5"), (True, "true"), (["x"], "x"),
+        (b"a cat", "a cat"),
+        ("a cat", "a cat"),
+        ("caf\u00e9".encode(), "caf\u00e9"),
+        ("tab\tnew\nline\r", "tab\tnew\nline\r"),
+        (5, "5"),
+        (True, "true"),
+        (["x"], "x"),
     ],
 )
 def test_text_accepts(value, expected):
@@ -211,6 +253,7 @@ def test_text_rejects_non_text(value):
 
 # ---------------------------------------------------------------- known fields, has
 
+
 def test_unknown_field_is_named():
     with pytest.raises(InvalidField) as error:
         fields(styel=b"candy", image=b"x").check_known(("image", "style", "format"))
@@ -228,14 +271,17 @@ def test_known_fields_pass():
     fields(image=b"x", style=b"y").check_known(["image", "style", "extra"])
 
 
-@pytest.mark.parametrize("value, present", [(None, False), (b"", False), ("", False),
-                                            (bytearray(), False), (b"x", True), (0, True), (False, True)])
+@pytest.mark.parametrize(
+    "value, present",
+    [(None, False), (b"", False), ("", False), (bytearray(), False), (b"x", True), (0, True), (False, True)],
+)
 def test_has(value, present):
     assert fields(a=value).has("a") is present
     assert fields().has("a") is False
 
 
 # ---------------------------------------------------------------- image_bytes
+
 
 def test_raw_image_bytes_pass_through(png_bytes):
     assert fields(image=png_bytes).image_bytes("image", 10_000) == png_bytes

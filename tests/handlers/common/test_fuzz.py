@@ -11,7 +11,7 @@ import json
 import struct
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -31,6 +31,7 @@ FUZZ = settings(
 SMALL = ImageLimits(max_bytes=64 * 1024, max_pixels=256 * 256, max_side_px=512)
 FIELD_NAMES = ["image", "style", "steps", "stream", "format", "prompt", "seed"]
 CLIENT_STATUSES = {400, 413, 422}
+
 
 def _save(image, fmt, **params) -> bytes:
     buffer = io.BytesIO()
@@ -60,6 +61,7 @@ def _expect_value_or_request_error(call):
 
 # ---------------------------------------------------------------- strategies
 
+
 def integers(space):
     bounded = st.integers(-(2**63), 2**63)
     if space == "sound":
@@ -70,7 +72,11 @@ def integers(space):
 
 def json_values(space):
     scalars = st.one_of(
-        st.none(), st.booleans(), integers(space), st.floats(), st.text(max_size=20),
+        st.none(),
+        st.booleans(),
+        integers(space),
+        st.floats(),
+        st.text(max_size=20),
         st.sampled_from(["nan", "-inf", "1e3", "7.0", "true", "PNG", " yes ", "data:image/png;base64,"]),
     )
     return st.recursive(
@@ -98,8 +104,7 @@ def field_values(space):
 
 
 def json_object(space):
-    return st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=6), field_values(space),
-                           max_size=5)
+    return st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=6), field_values(space), max_size=5)
 
 
 def oip_tensor(space):
@@ -137,9 +142,14 @@ def oip_body(space):
 
 
 def bodies(space):
-    body = st.one_of(st.binary(max_size=200), st.sampled_from(SEED_IMAGES), st.text(max_size=50),
-                     json_object(space), oip_body(space),
-                     oip_body(space).map(lambda b: json.dumps(b).encode()))
+    body = st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(SEED_IMAGES),
+        st.text(max_size=50),
+        json_object(space),
+        oip_body(space),
+        oip_body(space).map(lambda b: json.dumps(b).encode()),
+    )
     if space == "full":
         # TorchServe parses any JSON body, arrays and scalars too.
         body = st.one_of(body, st.lists(json_values(space), max_size=3), json_values(space))
@@ -150,16 +160,24 @@ def headers():
     def cased(name):
         return st.sampled_from([name, name.lower(), name.upper()])
 
-    content_type = st.sampled_from(["application/json", "application/json; charset=utf-8", "image/png",
-                                    "text/plain", "multipart/form-data", "", "application/octet-stream"])
+    content_type = st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "image/png",
+            "text/plain",
+            "multipart/form-data",
+            "",
+            "application/octet-stream",
+        ]
+    )
     return st.fixed_dictionaries(
         {},
         optional={
             "content-type": content_type,
             "inference-header-content-length": st.integers(-5, 300).map(str) | st.text(max_size=4),
         },
-    ).flatmap(lambda found: st.tuples(*[cased(k) for k in found]).map(
-        lambda names: dict(zip(names, found.values()))))
+    ).flatmap(lambda found: st.tuples(*[cased(k) for k in found]).map(lambda names: dict(zip(names, found.values()))))
 
 
 def apply_every_getter(fields: Fields, name: str):
@@ -178,6 +196,7 @@ def apply_every_getter(fields: Fields, name: str):
 
 # ---------------------------------------------------------------- properties
 
+
 @FUZZ
 @given(data=st.binary(max_size=512))
 def test_any_bytes_decode_or_refuse(data):
@@ -187,8 +206,11 @@ def test_any_bytes_decode_or_refuse(data):
 
 @pytest.mark.filterwarnings("ignore:Invalid APNG")  # Pillow's note on a damaged animation chunk
 @FUZZ
-@given(seed=st.sampled_from(SEED_IMAGES), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
-                                                         max_size=6), cut=st.integers(0, 10**6))
+@given(
+    seed=st.sampled_from(SEED_IMAGES),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 10**6),
+)
 def test_mutated_images_decode_or_refuse(seed, edits, cut):
     data = bytearray(seed)
     for position, value in edits:
@@ -266,8 +288,9 @@ def binary_requests(draw):
             values = draw(int64_elements)
             blob = struct.pack(f"<{len(values)}q", *values)
             datatype = "INT64"
-        tensors.append({"name": name, "datatype": datatype, "shape": [len(values)],
-                        "parameters": {"binary_data_size": len(blob)}})
+        tensors.append(
+            {"name": name, "datatype": datatype, "shape": [len(values)], "parameters": {"binary_data_size": len(blob)}}
+        )
         blobs.append(blob)
         expected[name] = values[0] if len(values) == 1 else values
     header = json.dumps({"inputs": tensors}).encode()

@@ -29,12 +29,7 @@ def png_with_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def noise(size=(64, 48), seed=0) -> Image.Image:
@@ -47,6 +42,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- size limits
+
 
 @pytest.mark.parametrize("size", [(9000, 100), (100, 9000), (8000, 8000), (8192, 4400)])
 def test_oversize_dimensions_are_413_from_the_header(size):
@@ -94,6 +90,7 @@ def test_limits_are_validated(name, value):
 
 # ---------------------------------------------------------------- refused files (400)
 
+
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 @pytest.mark.parametrize("keep", [0.5, 0.9])
 def test_truncated_files_are_400(save_image, fmt, keep):
@@ -128,6 +125,7 @@ def test_empty_is_400():
 
 # ---------------------------------------------------------------- odd but valid images
 
+
 def test_one_by_one(save_image):
     image = decode_image(save_image(Image.new("RGB", (1, 1), (7, 8, 9)), "PNG"), "image", LIMITS)
     assert image.mode == "RGB" and image.size == (1, 1)
@@ -142,8 +140,7 @@ def test_png_round_trip_is_exact(save_image):
 
 
 def test_webp_is_accepted(save_image):
-    image = decode_image(save_image(Image.new("RGB", (5, 3), (0, 200, 0)), "WEBP", lossless=True),
-                         "image", LIMITS)
+    image = decode_image(save_image(Image.new("RGB", (5, 3), (0, 200, 0)), "WEBP", lossless=True), "image", LIMITS)
     assert image.size == (5, 3) and image.getpixel((2, 1)) == (0, 200, 0)
 
 
@@ -252,6 +249,7 @@ def test_to_rgb_keeps_rgb_untouched():
 
 # ---------------------------------------------------------------- encode_image
 
+
 def test_encode_png_round_trips_exactly():
     source = noise((17, 9))
     data = encode_image(source, "png", 90)
@@ -281,6 +279,7 @@ def test_encode_jpeg_accepts_rgba():
 
 
 # ---------------------------------------------------------------- resize_to_fit
+
 
 @pytest.mark.parametrize(
     "size, max_side, expected",

@@ -19,8 +19,15 @@ from handlers.common.payload import parse_payload
 def triton_request(inputs, outputs=None, request_id=""):
     """(body bytes, header length or None) as tritonclient.http.InferenceServerClient.infer sends."""
     return _get_inference_request(
-        inputs=inputs, request_id=request_id, outputs=outputs, sequence_id=0,
-        sequence_start=False, sequence_end=False, priority=0, timeout=None, custom_parameters=None,
+        inputs=inputs,
+        request_id=request_id,
+        outputs=outputs,
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        priority=0,
+        timeout=None,
+        custom_parameters=None,
     )
 
 
@@ -41,6 +48,7 @@ def binary_header(inputs: list) -> bytes:
 
 
 # ---------------------------------------------------------------- JSON requests
+
 
 def test_json_request():
     body = {
@@ -73,8 +81,7 @@ def test_json_request_outputs_and_binary_flags():
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"inputs": "x"}, {"inputs": [{"datatype": "BYTES"}]}, {"inputs": [{"name": 5}]},
-     {"inputs": ["style"]}, [1]],
+    [{}, {"inputs": "x"}, {"inputs": [{"datatype": "BYTES"}]}, {"inputs": [{"name": 5}]}, {"inputs": ["style"]}, [1]],
 )
 def test_malformed_json_requests_are_400(body):
     with pytest.raises(InvalidField) as error:
@@ -99,6 +106,7 @@ def test_malformed_parameters_and_outputs_are_400(body):
 
 # ---------------------------------------------------------------- binary extension (tritonclient)
 
+
 def test_tritonclient_binary_request(png_bytes):
     inputs = [
         bytes_input("image", [png_bytes]),
@@ -108,8 +116,10 @@ def test_tritonclient_binary_request(png_bytes):
         numeric_input("seed", [3], "INT64", np.int64, binary=False),  # JSON among binary inputs
         bytes_input("prompt", ["a cat"], binary=False),
     ]
-    outputs = [triton.InferRequestedOutput("image", binary_data=True),
-               triton.InferRequestedOutput("metadata", binary_data=False)]
+    outputs = [
+        triton.InferRequestedOutput("image", binary_data=True),
+        triton.InferRequestedOutput("metadata", binary_data=False),
+    ]
     body, header_length = triton_request(inputs, outputs, request_id="abc")
     assert header_length is not None  # the client did use the binary extension
 
@@ -145,24 +155,35 @@ def test_hand_built_binary_request_matches_the_spec(png_bytes):
     image_blob = struct.pack("<I", len(png_bytes)) + png_bytes
     steps_blob = struct.pack("<q", -2) + struct.pack("<q", 2**40)
     scale_blob = struct.pack("<f", 7.5)
-    header = binary_header([
-        {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(image_blob)}},
-        {"name": "steps", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 16}},
-        {"name": "style", "datatype": "BYTES", "shape": [1], "data": ["udnie"]},
-        {"name": "scale", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}},
-    ])
+    header = binary_header(
+        [
+            {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(image_blob)}},
+            {"name": "steps", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 16}},
+            {"name": "style", "datatype": "BYTES", "shape": [1], "data": ["udnie"]},
+            {"name": "scale", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}},
+        ]
+    )
     fields, _ = parse_oip(header + image_blob + steps_blob + scale_blob, str(len(header)))
     assert fields == {"image": png_bytes, "steps": [-2, 2**40], "style": "udnie", "scale": 7.5}
 
 
 def _style_request(element: bytes, size=None) -> tuple:
-    header = binary_header([{"name": "style", "datatype": "BYTES", "shape": [1],
-                             "parameters": {"binary_data_size": len(element) if size is None else size}}])
+    header = binary_header(
+        [
+            {
+                "name": "style",
+                "datatype": "BYTES",
+                "shape": [1],
+                "parameters": {"binary_data_size": len(element) if size is None else size},
+            }
+        ]
+    )
     return header + element, str(len(header))
 
 
 @pytest.mark.parametrize(
-    "cut", [1, 3, 5, 8]  # bytes removed from the end of a 9-byte BYTES blob
+    "cut",
+    [1, 3, 5, 8],  # bytes removed from the end of a 9-byte BYTES blob
 )
 def test_truncated_bytes_blob_is_400(cut):
     body, length = _style_request(b"\x05\x00\x00\x00candy")
@@ -183,16 +204,18 @@ def test_inconsistent_bytes_element_length_is_400(element):
 
 
 def test_truncated_int64_blob_is_400():
-    header = binary_header([{"name": "steps", "datatype": "INT64", "shape": [1],
-                             "parameters": {"binary_data_size": 5}}])
+    header = binary_header(
+        [{"name": "steps", "datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 5}}]
+    )
     with pytest.raises(InvalidField) as error:
         parse_oip(header + b"\x01\x00\x00\x00\x00", str(len(header)))
     assert error.value.field == "steps" and "INT64" in error.value.message
 
 
 def test_tritonclient_body_cut_short_is_400(png_bytes):
-    body, header_length = triton_request([bytes_input("image", [png_bytes]),
-                                          numeric_input("steps", [7], "INT64", np.int64)])
+    body, header_length = triton_request(
+        [bytes_input("image", [png_bytes]), numeric_input("steps", [7], "INT64", np.int64)]
+    )
     for cut in (1, 8, 9, len(png_bytes)):
         with pytest.raises(InvalidField):
             parse_oip(body[:-cut], str(header_length))
@@ -213,8 +236,7 @@ def test_bad_binary_data_size_is_400(size):
 
 
 def test_unsupported_binary_datatype_is_400():
-    header = binary_header([{"name": "x", "datatype": "BF16", "shape": [1],
-                             "parameters": {"binary_data_size": 2}}])
+    header = binary_header([{"name": "x", "datatype": "BF16", "shape": [1], "parameters": {"binary_data_size": 2}}])
     with pytest.raises(InvalidField) as error:
         parse_oip(header + b"\0\0", str(len(header)))
     assert "BF16" in error.value.message
@@ -247,8 +269,7 @@ def test_json_response():
     assert document["id"] == "r9"
     assert (document["model_name"], document["model_version"]) == ("fast_style", "2")
     image, meta = document["outputs"]
-    assert image == {"name": "image", "datatype": "BYTES", "shape": [1],
-                     "data": [base64.b64encode(IMAGE).decode()]}
+    assert image == {"name": "image", "datatype": "BYTES", "shape": [1], "data": [base64.b64encode(IMAGE).decode()]}
     assert meta["data"] == [META.decode()]
 
 
@@ -267,9 +288,7 @@ def test_all_binary_response_parses_with_tritonclient():
     assert headers["Content-Type"] == "application/octet-stream"
     header_length = int(headers[HEADER_LENGTH])
     header = json.loads(body[:header_length])
-    assert [o["parameters"]["binary_data_size"] for o in header["outputs"]] == [
-        4 + len(IMAGE), 4 + len(META)
-    ]
+    assert [o["parameters"]["binary_data_size"] for o in header["outputs"]] == [4 + len(IMAGE), 4 + len(META)]
     result = parse_with_tritonclient(body, headers)
     assert result.as_numpy("image")[0] == IMAGE
     assert result.as_numpy("metadata")[0] == META
@@ -283,7 +302,7 @@ def test_per_output_binary_data():
     image, meta = header["outputs"]
     assert "data" not in image and image["parameters"]["binary_data_size"] == 4 + len(IMAGE)
     assert meta["data"] == [META.decode()] and "parameters" not in meta
-    assert body[int(headers[HEADER_LENGTH]):] == struct.pack("<I", len(IMAGE)) + IMAGE
+    assert body[int(headers[HEADER_LENGTH]) :] == struct.pack("<I", len(IMAGE)) + IMAGE
     result = parse_with_tritonclient(body, headers)
     assert result.as_numpy("image")[0] == IMAGE
 
@@ -301,8 +320,7 @@ def test_requested_output_subset():
 
 def test_several_images_in_one_binary_tensor():
     images = [b"one", b"", b"three"]
-    body, headers = encode_oip([OipOutput("image", "BYTES", images)],
-                               OipRequest(id=None, all_binary=True), "m", "1")
+    body, headers = encode_oip([OipOutput("image", "BYTES", images)], OipRequest(id=None, all_binary=True), "m", "1")
     result = parse_with_tritonclient(body, headers)
     assert result.as_numpy("image").tolist() == images
     assert result.get_output("image")["shape"] == [3]
@@ -310,8 +328,10 @@ def test_several_images_in_one_binary_tensor():
 
 def test_response_round_trips_through_tritonclient_request_flow(png_bytes):
     """A request built by tritonclient -> the request's output choices -> a response it parses."""
-    outputs = [triton.InferRequestedOutput("image", binary_data=True),
-               triton.InferRequestedOutput("metadata", binary_data=True)]
+    outputs = [
+        triton.InferRequestedOutput("image", binary_data=True),
+        triton.InferRequestedOutput("metadata", binary_data=True),
+    ]
     body, length = triton_request([bytes_input("image", [png_bytes])], outputs)
     _, request = parse_oip(body, str(length))
     reply, headers = encode_oip(OUTPUTS, request, "m", "1")

@@ -24,15 +24,15 @@ def test_multipart_fields_are_separate_keys(png_bytes):
 
 
 def test_parsed_json_body(png_bytes):
-    body = {"image": "data:image/png;base64," + base64.b64encode(png_bytes).decode(), "steps": 5,
-            "stream": True}
+    body = {"image": "data:image/png;base64," + base64.b64encode(png_bytes).decode(), "steps": 5, "stream": True}
     payload = parse_payload({"body": body}, JSON, "image")
     assert payload.fields == body and payload.oip is None
     assert Fields(payload.fields).image_bytes("image", 10_000) == png_bytes
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          " application/json ;charset=UTF-8"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", " application/json ;charset=UTF-8"]
+)
 def test_json_bytes_body(content_type):
     payload = parse_payload({"body": bytearray(b'{"steps": 5}')}, {"Content-Type": content_type}, "image")
     assert payload.fields == {"steps": 5}
@@ -57,8 +57,12 @@ def test_raw_body_under_data_key(png_bytes):
 
 
 def test_invocations_query_fields_and_model_name_dropped(png_bytes):
-    raw = {"body": bytearray(png_bytes), "model_name": bytearray(b"fast_style"),
-           "style": bytearray(b"mosaic"), "max_side_px": bytearray(b"256")}
+    raw = {
+        "body": bytearray(png_bytes),
+        "model_name": bytearray(b"fast_style"),
+        "style": bytearray(b"mosaic"),
+        "max_side_px": bytearray(b"256"),
+    }
     payload = parse_payload(raw, {"content-type": "image/jpeg"}, "image")
     assert payload.fields == {"image": png_bytes, "style": b"mosaic", "max_side_px": b"256"}
 
@@ -120,12 +124,12 @@ def test_content_type_value_in_any_case():
 
 
 @pytest.mark.parametrize(
-    "name", ["Inference-Header-Content-Length", "inference-header-content-length",
-             "INFERENCE-HEADER-CONTENT-LENGTH"]
+    "name", ["Inference-Header-Content-Length", "inference-header-content-length", "INFERENCE-HEADER-CONTENT-LENGTH"]
 )
 def test_binary_oip_header_in_any_case(name):
-    header = json.dumps({"inputs": [{"name": "style", "datatype": "BYTES", "shape": [1],
-                                      "parameters": {"binary_data_size": 9}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "style", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 9}}]}
+    ).encode()
     body = header + b"\x05\x00\x00\x00candy"
     payload = parse_payload({"body": bytearray(body)}, {name: str(len(header))}, "image")
     assert payload.fields == {"style": b"candy"}

@@ -125,9 +125,14 @@ def test_per_request_error_from_predict(png_bytes):
 
 @pytest.mark.parametrize(
     "error",
-    [RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), MemoryError(),
-     RuntimeError("[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: not enough memory: "
-                  "you tried to allocate 1 bytes. Out of memory")],
+    [
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 1 bytes. Out of memory"
+        ),
+    ],
 )
 def test_out_of_memory_is_507_for_all(error):
     replies = run(PaintService(predict_error=error), ({}, {}), ({}, {}))
@@ -137,8 +142,9 @@ def test_out_of_memory_is_507_for_all(error):
 
 def test_other_predict_exception_is_500_with_trace_logged(caplog):
     with caplog.at_level(logging.ERROR):
-        replies = run(PaintService(predict_error=ValueError("secret detail 42")), ({}, {}), ({}, {}),
-                      ({"size": b"0"}, {}))
+        replies = run(
+            PaintService(predict_error=ValueError("secret detail 42")), ({}, {}), ({}, {}), ({"size": b"0"}, {})
+        )
     assert [r.status for r in replies] == [500, 500, 400]
     for reply in replies[:2]:
         assert body_of(reply)["type"] == "InternalServerError"
@@ -184,8 +190,7 @@ def test_streaming_progress_then_result_line():
 
 def test_error_after_progress_is_an_ndjson_error_line():
     chunks = []
-    replies = run(PaintService(), ({"stream": b"1", "fail": b"predict"}, {}),
-                  send_chunk=lambda i, d: chunks.append(d))
+    replies = run(PaintService(), ({"stream": b"1", "fail": b"predict"}, {}), send_chunk=lambda i, d: chunks.append(d))
     assert len(chunks) == 2
     assert replies[0].status == 200 and replies[0].headers["Content-Type"] == "application/x-ndjson"
     assert replies[0].body.endswith(b"\n") and replies[0].body.count(b"\n") == 1
@@ -194,8 +199,7 @@ def test_error_after_progress_is_an_ndjson_error_line():
 
 
 def test_stream_error_line_has_type_error():
-    replies = run(PaintService(), ({"stream": b"1", "fail": b"predict"}, {}),
-                  send_chunk=lambda i, d: None)
+    replies = run(PaintService(), ({"stream": b"1", "fail": b"predict"}, {}), send_chunk=lambda i, d: None)
     line = json.loads(replies[0].body)
     assert line["type"] == "error" and line["code"] == 400
 
@@ -207,12 +211,16 @@ def test_stream_without_send_chunk_still_answers():
 
 def test_v2_requests_never_stream():
     chunks = []
-    body = {"id": "v2", "inputs": [
-        {"name": "stream", "datatype": "BYTES", "shape": [1], "data": ["true"]},
-        {"name": "size", "datatype": "INT64", "shape": [1], "data": [3]},
-    ]}
-    replies = run(PaintService(), ({"body": body}, JSON), ({"stream": b"true"}, {}),
-                  send_chunk=lambda i, d: chunks.append(i))
+    body = {
+        "id": "v2",
+        "inputs": [
+            {"name": "stream", "datatype": "BYTES", "shape": [1], "data": ["true"]},
+            {"name": "size", "datatype": "INT64", "shape": [1], "data": [3]},
+        ],
+    }
+    replies = run(
+        PaintService(), ({"body": body}, JSON), ({"stream": b"true"}, {}), send_chunk=lambda i, d: chunks.append(i)
+    )
     assert set(chunks) == {1}
     reply = replies[0]
     assert reply.status == 200 and reply.headers["Content-Type"] == "application/json"

@@ -22,9 +22,16 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def service(cls, tiny: Path, **settings):
-    base = {"base_model": str(tiny / "sd15"), "lcm_adapter": str(tiny / "lcm.safetensors"), "dtype": "float32",
-            "adapters": {"monet" if cls is Txt2ImgService else "animals":
-                         str(tiny / ("monet.safetensors" if cls is Txt2ImgService else "animals.safetensors"))}}
+    base = {
+        "base_model": str(tiny / "sd15"),
+        "lcm_adapter": str(tiny / "lcm.safetensors"),
+        "dtype": "float32",
+        "adapters": {
+            "monet" if cls is Txt2ImgService else "animals": str(
+                tiny / ("monet.safetensors" if cls is Txt2ImgService else "animals.safetensors")
+            )
+        },
+    }
     instance = cls()
     instance.setup(ServiceContext(cls.name, "1.0", tiny, {**base, **settings}, "cpu"))
     return instance

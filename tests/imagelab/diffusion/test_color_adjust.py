@@ -45,8 +45,9 @@ def test_alpha_is_kept_and_input_untouched(picture):
     assert rgba.tobytes() == before
 
 
-@pytest.mark.parametrize("field, value", [("contrast", -0.1), ("saturation", 3.01), ("brightness", "2"),
-                                          ("brightness", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value", [("contrast", -0.1), ("saturation", 3.01), ("brightness", "2"), ("brightness", float("nan"))]
+)
 def test_factors_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         ColorAdjustment(**{field: value})

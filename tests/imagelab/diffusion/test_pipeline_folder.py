@@ -4,8 +4,8 @@ folder may lack; the engine must still start."""
 import json
 import shutil
 
-from imagelab.diffusion.engine import load_pipeline
 from imagelab.devices import DTYPES
+from imagelab.diffusion.engine import load_pipeline
 
 
 def test_index_naming_an_absent_safety_checker_still_loads(tiny_sd15_dir, tmp_path):

@@ -21,8 +21,11 @@ def test_folder_has_the_sd15_layout(tiny_sd15_dir):
     model_index = json.loads((tiny_sd15_dir / "model_index.json").read_text())
     assert model_index["_class_name"] == "StableDiffusionPipeline"
     assert model_index["safety_checker"] == [None, None]
-    for weights in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                    "text_encoder/model.safetensors"):
+    for weights in (
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ):
         assert (tiny_sd15_dir / weights).is_file()
     for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
         assert (tiny_sd15_dir / "tokenizer" / name).is_file()
@@ -48,9 +51,10 @@ def test_same_seed_same_bytes(tiny_sd15_dir, tmp_path):
     again = synthesize_tiny_sd15(tmp_path / "again", seed=0)
     assert folder_digest(again) == folder_digest(tiny_sd15_dir)
     other = synthesize_tiny_sd15(tmp_path / "other", seed=1)
-    assert folder_digest(other)["unet/diffusion_pytorch_model.safetensors"] != folder_digest(again)[
-        "unet/diffusion_pytorch_model.safetensors"
-    ]
+    assert (
+        folder_digest(other)["unet/diffusion_pytorch_model.safetensors"]
+        != folder_digest(again)["unet/diffusion_pytorch_model.safetensors"]
+    )
 
 
 def test_tiny_lora_is_deterministic(tiny_sd15_dir, tmp_path):

@@ -6,9 +6,16 @@ from imagelab.fast_style.weights import clean_state_dict, load_transformer_net, 
 
 # pytorch/examples parameter names users' checkpoints carry (a sample of each layer kind).
 EXAMPLES_KEYS = {
-    "conv1.conv2d.weight", "in1.weight", "in1.bias", "conv3.conv2d.bias",
-    "res1.conv1.conv2d.weight", "res5.in2.bias", "deconv1.conv2d.weight",
-    "in5.weight", "deconv3.conv2d.weight", "deconv3.conv2d.bias",
+    "conv1.conv2d.weight",
+    "in1.weight",
+    "in1.bias",
+    "conv3.conv2d.bias",
+    "res1.conv1.conv2d.weight",
+    "res5.in2.bias",
+    "deconv1.conv2d.weight",
+    "in5.weight",
+    "deconv3.conv2d.weight",
+    "deconv3.conv2d.bias",
 }
 
 
