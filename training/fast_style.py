@@ -32,7 +32,7 @@ from training.data import IMAGE_SUFFIXES, load_image, unreadable_reason
 from training.metrics import plot_metrics, write_metrics_csv
 from training.runs import (
     RUNS_DIR,
-    new_run_id,
+    new_run_dir,
     read_run_config,
     resolve_run_dir,
     to_jsonable,
@@ -245,7 +245,7 @@ def lineage_of(run: FastStyleRun, config: FastStyleTrainConfig) -> dict:
 
 
 def main(argv=None) -> None:
-    from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR, deploy_archive, publish
+    from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR, announce, publish
 
     d = FastStyleTrainConfig(Path("."), Path("."), "x")
     p = argparse.ArgumentParser(
@@ -303,9 +303,7 @@ def main(argv=None) -> None:
                 args.checkpoint_every,
                 device=args.device,
             )
-            run_dir = args.runs_dir / (args.run_id or new_run_id("fast_style"))
-            if run_dir.exists():
-                raise ValueError(f"{run_dir} exists; pick another --run-id or --resume it")
+            run_dir = new_run_dir(args.runs_dir, args.run_id, "fast_style")
         run = train_fast_style(config, run_dir, resume=bool(args.resume), argv=sys.argv if argv is None else argv)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
@@ -323,13 +321,7 @@ def main(argv=None) -> None:
         args.store,
         lineage_of(run, config),
     )
-    print(f"built {published.archive} ({published.model} {published.version})")
-    if args.deploy:
-        try:
-            result = deploy_archive(published.archive, args.workdir)
-        except Exception as error:  # DeployError, RuntimeError: the archive stays built
-            raise SystemExit(f"error: deploy failed: {error}") from None
-        print(f"deployed {result.model} {result.version} (previous default: {result.previous_default})")
+    announce(published, args.deploy, args.workdir)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from training.lora_config import (
     LoraTrainConfig,
 )
 from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR
-from training.runs import RUNS_DIR, new_run_id, read_run_config, resolve_run_dir
+from training.runs import RUNS_DIR, new_run_dir, read_run_config, resolve_run_dir
 
 DEFAULTS = LoraTrainConfig(data_dir=Path("."))
 AUG = Augmentation()
@@ -135,7 +135,7 @@ def config_from(args) -> LoraTrainConfig:
 
 def main(argv=None) -> None:
     from training.lora import archive_path_for, lineage_of, train_lora
-    from training.publish import deploy_archive, publish
+    from training.publish import announce, publish
 
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -149,9 +149,7 @@ def main(argv=None) -> None:
             config = LoraTrainConfig.from_dict(read_run_config(run_dir)["config"])
         else:
             config = config_from(args)
-            run_dir = args.runs_dir / (args.run_id or new_run_id("lora"))
-            if run_dir.exists():
-                raise ValueError(f"{run_dir} exists; pick another --run-id or --resume it")
+            run_dir = new_run_dir(args.runs_dir, args.run_id, "lora")
         run = train_lora(config, run_dir, resume=bool(args.resume), argv=sys.argv if argv is None else argv)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
@@ -176,13 +174,7 @@ def main(argv=None) -> None:
         lineage_of(run, config),
         base_model_dir=run.model_dir,
     )
-    print(f"built {published.archive} ({published.model} {published.version})")
-    if args.deploy:
-        try:
-            result = deploy_archive(published.archive, args.workdir)
-        except Exception as error:  # DeployError, RuntimeError: the archive stays built
-            raise SystemExit(f"error: deploy failed: {error}") from None
-        print(f"deployed {result.model} {result.version} (previous default: {result.previous_default})")
+    announce(published, args.deploy, args.workdir)
 
 
 def _default_weights() -> Path:

@@ -101,8 +101,18 @@ def _no_synthesis(out: Path) -> Path:
 def deploy_archive(archive: Path, workdir: Path = DEFAULT_WORKDIR, workers: int = 1):
     """The lifecycle deploy flow (archiver/deploy.py): register, smoke-test, set default.
     The archive must be in the running server's model store (TorchServe registers by name)."""
-    try:
-        from archiver.deploy import Endpoint, deploy
-    except ImportError as error:
-        raise RuntimeError("deploy flow not available (archiver/deploy.py is missing)") from error
+    from archiver.deploy import Endpoint, deploy
+
     return deploy(Endpoint.from_workdir(Path(workdir)), Path(archive), workers=workers)
+
+
+def announce(published: Published, deploy: bool, workdir: Path) -> None:
+    """Print the built version and, when asked, deploy it; a failed deploy keeps the archive."""
+    print(f"built {published.archive} ({published.model} {published.version})")
+    if not deploy:
+        return
+    try:
+        result = deploy_archive(published.archive, workdir)
+    except Exception as error:  # DeployError, RuntimeError: the archive stays built
+        raise SystemExit(f"error: deploy failed: {error}") from None
+    print(f"deployed {result.model} {result.version} (previous default: {result.previous_default})")

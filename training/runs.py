@@ -22,6 +22,14 @@ def new_run_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def new_run_dir(runs_dir: Path, run_id: str | None, kind: str) -> Path:
+    """The folder of a new run; an existing one is refused so no run is overwritten."""
+    run_dir = Path(runs_dir) / (run_id or new_run_id(kind))
+    if run_dir.exists():
+        raise ValueError(f"{run_dir} exists; pick another --run-id or --resume it")
+    return run_dir
+
+
 def to_jsonable(value):
     """Dataclasses, paths and tuples as plain JSON values."""
     if dataclasses.is_dataclass(value):
