@@ -1,1 +1,1 @@
-"""weights/ -> versioned .mar archives in model_store/, and the lifecycle around them."""
+"""Archives: capability plans, building .mar files with their manifest, versions."""

@@ -5,13 +5,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from archiver import lifecycle_cli
 from archiver.build import build_all
 from archiver.capabilities import CAPABILITIES
-from archiver.fetch import GROUPS, MIRROR_ENV, FetchError, fetch, file_states
-from archiver.layout import REPO_ROOT, WeightsLayout
-from archiver.server import serve_foreground
 from archiver.versions import next_version
+from operations import lifecycle_cli
+from operations.server import serve_foreground
+from weightstore.fetch import GROUPS, MIRROR_ENV, FetchError, fetch, file_states
+from weightstore.layout import REPO_ROOT, WeightsLayout
 
 
 def main(argv=None) -> None:

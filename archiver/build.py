@@ -14,8 +14,8 @@ from model_archiver.model_archiver_config import ModelArchiverConfig
 from model_archiver.model_packaging import generate_model_archive
 
 from archiver.capabilities import CAPABILITIES, Capability
-from archiver.layout import REPO_ROOT, WeightsLayout
 from archiver.manifest import build_manifest
+from weightstore.layout import REPO_ROOT, WeightsLayout
 
 CODE_PACKAGES = ("handlers", "imagelab")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from archiver.layout import REPO_ROOT, STATE_DICT_SUFFIXES, ResolvedWeight, WeightsLayout
+from weightstore.layout import REPO_ROOT, STATE_DICT_SUFFIXES, ResolvedWeight, WeightsLayout
 
 FAST_STYLE_BUILTIN = ("candy", "mosaic", "udnie", "rain_princess")
 

@@ -1,20 +1,13 @@
 """The manifest inside every archive: which weights (by sha256), from where, made how."""
 
-import hashlib
 import importlib.metadata
 import time
 from pathlib import Path
 from typing import Optional
 
+from imagelab.weights_io import sha256_of
+
 PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "peft", "safetensors", "pillow", "torchserve")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict:

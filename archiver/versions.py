@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from archiver.build import archive_name
-from archiver.server import ARCHIVE_NAME
+from operations.server import ARCHIVE_NAME
 
 FIRST_VERSION = "1.0"
 

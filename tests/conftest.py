@@ -15,8 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from archiver.build import build_all  # noqa: E402
-from archiver.layout import WeightsLayout  # noqa: E402
-from archiver.server import Keys, Ports, TorchServe, latest_archives  # noqa: E402
+from operations.server import Keys, Ports, TorchServe, latest_archives  # noqa: E402
+from weightstore.layout import WeightsLayout  # noqa: E402
 
 
 @dataclass

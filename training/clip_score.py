@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-from archiver.layout import ResolvedWeight, WeightsLayout
 from imagelab.diffusion.animals import AnimalClasses
 from imagelab.diffusion.tiny_tokenizer import write_tiny_clip_tokenizer
+from weightstore.layout import ResolvedWeight, WeightsLayout
 
 CLIP_MARKER = "config.json"
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

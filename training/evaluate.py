@@ -21,10 +21,10 @@ from typing import NamedTuple
 import requests
 from PIL import Image
 
-from archiver.layout import WeightsLayout
 from training.clip_score import ClipScorer, resolve_clip_dir
 from training.data import class_prompts
 from training.publish import DEFAULT_WORKDIR
+from weightstore.layout import WeightsLayout
 
 DEFAULT_PROMPTS = (
     "a lighthouse on a cliff at sunset",

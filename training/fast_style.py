@@ -25,7 +25,6 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from archiver.layout import WeightsLayout
 from imagelab.fast_style.transformer_net import TransformerNet
 from training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from training.data import IMAGE_SUFFIXES, load_image, unreadable_reason
@@ -40,6 +39,7 @@ from training.runs import (
     write_skipped,
 )
 from training.vgg16 import load_vgg16_features, normalize_batch, resolve_vgg16
+from weightstore.layout import WeightsLayout
 
 METRIC_COLUMNS = ("epoch", "step", "content_loss", "style_loss", "total_loss", "lr")
 _STYLE_NAME = re.compile(r"^[a-z0-9_]+$")

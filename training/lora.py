@@ -19,7 +19,6 @@ from typing import Callable, NamedTuple
 import torch
 from tqdm import tqdm
 
-from archiver.layout import WeightsLayout
 from imagelab.diffusion.lora import save_lora
 from training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from training.clip_score import ClipScorer, resolve_clip_dir
@@ -38,6 +37,7 @@ from training.lora_config import LoraTrainConfig
 from training.lora_trainer import LoraTrainer, StepStats, load_components
 from training.metrics import plot_metrics, write_metrics_csv
 from training.runs import to_jsonable, write_run_config, write_skipped
+from weightstore.layout import WeightsLayout
 
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "clip_score", "lr", "grad_norm")
 PLOTTED = ("train_loss", "val_loss", "clip_score", "lr", "grad_norm")

@@ -178,7 +178,7 @@ def main(argv=None) -> None:
 
 
 def _default_weights() -> Path:
-    from archiver.layout import WeightsLayout
+    from weightstore.layout import WeightsLayout
 
     return WeightsLayout.default().root
 

@@ -7,7 +7,6 @@ plan looks for (lora/animals.safetensors, lora/<style>.safetensors,
 fast_style/<style>.safetensors) is the trained one. weights/ itself is never modified.
 """
 
-import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import NamedTuple
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
-from archiver.layout import REPO_ROOT, WeightsLayout
+from weightstore.layout import REPO_ROOT, WeightsLayout
 
 DEFAULT_STORE = REPO_ROOT / "model_store"
 DEFAULT_WORKDIR = REPO_ROOT / "var" / "serve"
@@ -25,10 +24,6 @@ class Published(NamedTuple):
     archive: Path
     model: str
     version: str
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def overlay_weights(base_root: Path, overlay_root: Path, replacements: dict[str, Path]) -> WeightsLayout:
@@ -99,9 +94,9 @@ def _no_synthesis(out: Path) -> Path:
 
 
 def deploy_archive(archive: Path, workdir: Path = DEFAULT_WORKDIR, workers: int = 1):
-    """The lifecycle deploy flow (archiver/deploy.py): register, smoke-test, set default.
+    """The lifecycle deploy flow (operations/deploy.py): register, smoke-test, set default.
     The archive must be in the running server's model store (TorchServe registers by name)."""
-    from archiver.deploy import Endpoint, deploy
+    from operations.deploy import Endpoint, deploy
 
     return deploy(Endpoint.from_workdir(Path(workdir)), Path(archive), workers=workers)
 

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from archiver.layout import REPO_ROOT
 from archiver.manifest import package_versions
+from weightstore.layout import REPO_ROOT
 
 RUNS_DIR = REPO_ROOT / "runs"
 CONFIG_FILE = "config.json"

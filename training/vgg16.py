@@ -15,9 +15,9 @@ from safetensors.torch import save_file
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from archiver.layout import ResolvedWeight, WeightsLayout
 from imagelab.neural_style.vgg import IMAGENET_MEAN, IMAGENET_STD
 from imagelab.weights_io import read_state_dict
+from weightstore.layout import ResolvedWeight, WeightsLayout
 
 VGG16_CFG: tuple = tuple(cfgs["D"])
 # Index of each ReLU in torchvision's vgg16().features (pytorch/examples' Vgg16 slices).

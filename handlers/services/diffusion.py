@@ -11,7 +11,7 @@ from typing import Optional
 from handlers.common.errors import DeadlineExceeded, InvalidField, PromptTooLong
 from handlers.common.fields import Fields
 from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_field_descriptions
-from handlers.services.settings import from_settings, read_archive_manifest
+from handlers.services.settings import DiffusionServiceSettings, read_archive_manifest
 from imagelab.diffusion import DiffusionEngine, DiffusionSettings, GenerationJob, PromptTooLongError
 
 logger = logging.getLogger(__name__)
@@ -34,34 +34,6 @@ GENERATION_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class DiffusionServiceSettings:
-    base_model: str  # diffusers folder: inside the archive (relative) or shared (absolute)
-    adapters: dict = field(default_factory=dict)  # adapter name -> LoRA file in the archive
-    lcm_adapter: Optional[str] = None
-    synthetic: tuple = ()  # which of the above are tiny synthetic stand-ins
-    dtype: str = "auto"
-    batch_invariant: bool = True
-    default_steps: int = 25
-    default_guidance: float = 7.5
-    default_scheduler: str = "dpmpp"
-    default_size_px: Optional[int] = None  # None: the UNet's native size
-    min_size_px: int = 64
-    max_size_px: int = 1024
-    max_images: int = 4
-    # Under the archive's responseTimeout: past it TorchServe kills the worker and answers 500
-    # "Worker died."; the handler stops first and answers 504 itself.
-    time_budget_s: float = 540.0
-
-    def __post_init__(self):
-        if not 64 <= self.min_size_px <= self.max_size_px or self.min_size_px % 8 or self.max_size_px % 8:
-            raise ValueError("min_size_px/max_size_px must be multiples of 8 with 64 <= min <= max")
-        if not 1 <= self.max_images <= 16:
-            raise ValueError("max_images must be from 1 to 16")
-        if self.time_budget_s <= 0:
-            raise ValueError("time_budget_s must be positive")
-
-
 @dataclass
 class DiffusionRequest:
     job: GenerationJob
@@ -77,7 +49,7 @@ class DiffusionService(Service):
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
-        self.settings = from_settings(DiffusionServiceSettings, context.settings)
+        self.settings = DiffusionServiceSettings.from_config(context.settings)
         s = self.settings
         base = Path(s.base_model)
         base = base if base.is_absolute() else context.model_dir / base

@@ -18,7 +18,7 @@ from handlers.common.service import (
     output_field_descriptions,
 )
 from handlers.services.settings import (
-    from_settings,
+    FastStyleSettings,
     image_field_description,
     image_limits,
     read_archive_manifest,
@@ -29,27 +29,6 @@ from imagelab.fast_style.weights import load_transformer_net
 logger = logging.getLogger(__name__)
 
 FIELDS = ("image", "style", "max_side_px") + OUTPUT_FIELDS
-
-
-@dataclass(frozen=True)
-class FastStyleSettings:
-    styles: dict  # style name -> weight file inside the archive
-    synthetic_styles: tuple = ()
-    default_style: str = "candy"
-    default_max_side_px: int = 1024
-    min_side_px: int = 16
-    max_side_px: int = 2048
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 36_000_000
-    max_input_side_px: int = 8192
-
-    def __post_init__(self):
-        if not self.styles:
-            raise ValueError("fast_style needs at least one style")
-        if self.default_style not in self.styles:
-            raise ValueError(f"default_style {self.default_style!r} is not among {sorted(self.styles)}")
-        if not self.min_side_px <= self.default_max_side_px <= self.max_side_px:
-            raise ValueError("default_max_side_px must lie within [min_side_px, max_side_px]")
 
 
 @dataclass
@@ -66,7 +45,7 @@ class FastStyleService(Service):
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
-        self.settings = from_settings(FastStyleSettings, context.settings)
+        self.settings = FastStyleSettings.from_config(context.settings)
         self.limits = image_limits(self.settings)
         self.manifest = read_archive_manifest(context.model_dir)
         self.models = {

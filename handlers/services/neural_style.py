@@ -20,7 +20,7 @@ from handlers.common.service import (
     output_field_descriptions,
 )
 from handlers.services.settings import (
-    from_settings,
+    NeuralStyleSettings,
     image_field_description,
     image_limits,
     read_archive_manifest,
@@ -49,28 +49,6 @@ FIELDS = (
 ) + OUTPUT_FIELDS
 
 
-@dataclass(frozen=True)
-class NeuralStyleSettings:
-    vgg_weights: str  # file inside the archive
-    synthetic: bool = False
-    default_steps: int = 100
-    default_max_side_px: int = 256
-    # Under the archive's responseTimeout, so a long run returns its best image, marked
-    # truncated, instead of being cut off by TorchServe with a 5xx.
-    time_budget_s: float = 240.0
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 36_000_000
-    max_input_side_px: int = 8192
-
-    def __post_init__(self):
-        if not STEPS_RANGE[0] <= self.default_steps <= STEPS_RANGE[1]:
-            raise ValueError(f"default_steps must lie in {STEPS_RANGE}")
-        if not MAX_SIDE_PX_RANGE[0] <= self.default_max_side_px <= MAX_SIDE_PX_RANGE[1]:
-            raise ValueError(f"default_max_side_px must lie in {MAX_SIDE_PX_RANGE}")
-        if self.time_budget_s <= 0:
-            raise ValueError("time_budget_s must be positive")
-
-
 @dataclass
 class NeuralStyleRequest:
     content: Image.Image
@@ -86,7 +64,7 @@ class NeuralStyleService(Service):
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
-        self.settings = from_settings(NeuralStyleSettings, context.settings)
+        self.settings = NeuralStyleSettings.from_config(context.settings)
         self.limits = image_limits(self.settings)
         self.manifest = read_archive_manifest(context.model_dir)
         self.features = load_vgg19_features(context.model_dir / self.settings.vgg_weights, context.device)

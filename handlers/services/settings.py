@@ -1,10 +1,17 @@
-"""Settings every capability reads from its archive's `handler:` section, and archive facts."""
+"""The archive -> handler contract: one typed, frozen settings class per capability.
+
+The archiver's plan builds one of these (archiver/capabilities.py), `to_config` writes it into
+the archive's model-config.yaml `handler:` section, and the worker reads it back with
+`from_config`. No TorchServe import here, so both sides and the unit tests share it."""
 
 import json
+from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from typing import Optional
 
 from handlers.common.images import ImageLimits
+from imagelab.neural_style.config import MAX_SIDE_PX_RANGE, STEPS_RANGE
 
 # Read by the server adapter, not by the services.
 ADAPTER_SETTINGS = {"threads_per_worker", "fault_injection"}
@@ -43,3 +50,86 @@ def image_field_description(settings) -> dict:
         "max_pixels": settings.max_image_pixels,
         "max_side_px": settings.max_input_side_px,
     }
+
+
+class HandlerSettings:
+    """from_config / to_config for the frozen dataclasses below."""
+
+    @classmethod
+    def from_config(cls, settings: dict):
+        return from_settings(cls, settings)
+
+    def to_config(self) -> dict:
+        """Plain YAML values (tuples as lists) that `from_config` reads back unchanged."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class FastStyleSettings(HandlerSettings):
+    styles: dict  # style name -> weight file inside the archive
+    synthetic_styles: tuple = ()
+    default_style: str = "candy"
+    default_max_side_px: int = 1024
+    min_side_px: int = 16
+    max_side_px: int = 2048
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 36_000_000
+    max_input_side_px: int = 8192
+
+    def __post_init__(self):
+        if not self.styles:
+            raise ValueError("fast_style needs at least one style")
+        if self.default_style not in self.styles:
+            raise ValueError(f"default_style {self.default_style!r} is not among {sorted(self.styles)}")
+        if not self.min_side_px <= self.default_max_side_px <= self.max_side_px:
+            raise ValueError("default_max_side_px must lie within [min_side_px, max_side_px]")
+
+
+@dataclass(frozen=True)
+class NeuralStyleSettings(HandlerSettings):
+    vgg_weights: str  # file inside the archive
+    synthetic: bool = False
+    default_steps: int = 100
+    default_max_side_px: int = 256
+    # Under the archive's responseTimeout, so a long run returns its best image, marked
+    # truncated, instead of being cut off by TorchServe with a 5xx.
+    time_budget_s: float = 240.0
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 36_000_000
+    max_input_side_px: int = 8192
+
+    def __post_init__(self):
+        if not STEPS_RANGE[0] <= self.default_steps <= STEPS_RANGE[1]:
+            raise ValueError(f"default_steps must lie in {STEPS_RANGE}")
+        if not MAX_SIDE_PX_RANGE[0] <= self.default_max_side_px <= MAX_SIDE_PX_RANGE[1]:
+            raise ValueError(f"default_max_side_px must lie in {MAX_SIDE_PX_RANGE}")
+        if self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive")
+
+
+@dataclass(frozen=True)
+class DiffusionServiceSettings(HandlerSettings):
+    base_model: str  # diffusers folder: inside the archive (relative) or shared (absolute)
+    adapters: dict = field(default_factory=dict)  # adapter name -> LoRA file in the archive
+    lcm_adapter: Optional[str] = None
+    synthetic: tuple = ()  # which of the above are tiny synthetic stand-ins
+    dtype: str = "auto"
+    batch_invariant: bool = True
+    default_steps: int = 25
+    default_guidance: float = 7.5
+    default_scheduler: str = "dpmpp"
+    default_size_px: Optional[int] = None  # None: the UNet's native size
+    min_size_px: int = 64
+    max_size_px: int = 1024
+    max_images: int = 4
+    # Under the archive's responseTimeout: past it TorchServe kills the worker and answers 500
+    # "Worker died."; the handler stops first and answers 504 itself.
+    time_budget_s: float = 540.0
+
+    def __post_init__(self):
+        if not 64 <= self.min_size_px <= self.max_size_px or self.min_size_px % 8 or self.max_size_px % 8:
+            raise ValueError("min_size_px/max_size_px must be multiples of 8 with 64 <= min <= max")
+        if not 1 <= self.max_images <= 16:
+            raise ValueError("max_images must be from 1 to 16")
+        if self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive")

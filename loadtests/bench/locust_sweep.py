@@ -11,11 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from archiver.server import archive_manifest
 from loadtests.bench.measure import PeakRss, section_args, write_results
 from loadtests.bench.serving import running_server, worker_pids
 from loadtests.load_profile import CAPABILITIES
 from loadtests.summary import read_stats
+from operations.server import archive_manifest
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfile.py"
 # The smoke profile's small diffusion and neural_style requests (full-size SD 1.5 serving is

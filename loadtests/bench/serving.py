@@ -11,8 +11,8 @@ import yaml
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
-from archiver.layout import WeightsLayout
-from archiver.server import Ports, TorchServe
+from operations.server import Ports, TorchServe
+from weightstore.layout import WeightsLayout
 
 
 def build_store(store: Path, models: tuple, config_changes: dict = None) -> dict:

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import archiver.__main__ as cli
-from archiver.deploy import DeployError, Endpoint, ManagementClient, deploy, prune
-from archiver.server import Keys
-from archiver.smoke import SMOKE_REQUESTS, gradient_png, run_smoke_test, smoke_request
+from operations.deploy import DeployError, Endpoint, ManagementClient, deploy, prune
+from operations.server import Keys
+from operations.smoke import SMOKE_REQUESTS, gradient_png, run_smoke_test, smoke_request
 
 
 class FakeServer:
@@ -181,7 +181,7 @@ def test_build_version_next_counts_per_model(tmp_path, monkeypatch):
 
 
 def test_deploy_copies_an_outside_archive_into_the_store_once(tmp_path, make_mar):
-    from archiver.lifecycle_cli import _archive_for
+    from operations.lifecycle_cli import _archive_for
 
     store, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
     store.mkdir(), elsewhere.mkdir()

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from archiver.fetch import (
+from weightstore.fetch import (
     CHECKSUMS_FILE,
     FetchError,
     RemoteFile,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archiver.kserve import CLUSTER_SETTINGS, CONFIG_PATH, MODEL_STORE, MOUNT
+from operations.kserve import CLUSTER_SETTINGS, CONFIG_PATH, MODEL_STORE, MOUNT
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 IMAGE = "pytorch/torchserve:0.12.0-cpu"

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from archiver.kserve import CONFIG_PATH, MODEL_STORE, MOUNT, export_kserve, model_snapshot, snapshot_models
+from operations.kserve import CONFIG_PATH, MODEL_STORE, MOUNT, export_kserve, model_snapshot, snapshot_models
 
 
 def properties(path) -> dict:

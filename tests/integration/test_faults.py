@@ -15,8 +15,8 @@ from support import assert_error, decode
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
-from archiver.layout import WeightsLayout
-from archiver.server import Ports, TorchServe
+from operations.server import Ports, TorchServe
+from weightstore.layout import WeightsLayout
 
 pytestmark = pytest.mark.slow
 RESPONSE_TIMEOUT_S = 4

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 from support import assert_error, decode
 
-from archiver.layout import REPO_ROOT
+from weightstore.layout import REPO_ROOT
 
 
 def _png_header_only(width: int, height: int) -> bytes:

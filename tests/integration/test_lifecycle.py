@@ -15,13 +15,13 @@ from PIL import Image
 import archiver.build
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES, ArchivePlan, Capability, WeightFile
-from archiver.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
-from archiver.kserve import ExportedTorchServe, export_kserve
-from archiver.layout import WeightsLayout
-from archiver.server import Ports, TorchServe
-from archiver.smoke import gradient_png
 from archiver.versions import verify_archive
 from imagelab.fast_style.weights import synthesize_transformer_net
+from operations.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
+from operations.kserve import ExportedTorchServe, export_kserve
+from operations.server import Ports, TorchServe
+from operations.smoke import gradient_png
+from weightstore.layout import WeightsLayout
 
 FAST_STYLE = CAPABILITIES["fast_style"]
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from support import assert_error, decode
 
-from archiver.layout import WeightsLayout
+from weightstore.layout import WeightsLayout
 
 QUICK = {"steps": "6", "max_side_px": "64", "seed": "7"}
 

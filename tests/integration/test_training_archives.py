@@ -15,9 +15,8 @@ from PIL import Image, ImageDraw
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
-from archiver.layout import WeightsLayout
-from archiver.server import Ports, TorchServe
-from archiver.smoke import gradient_png
+from operations.server import Ports, TorchServe
+from operations.smoke import gradient_png
 from training.clip_score import ClipScorer, resolve_clip_dir
 from training.evaluate import evaluate, write_reports
 from training.fast_style import FastStyleTrainConfig, train_fast_style
@@ -25,6 +24,7 @@ from training.fast_style import lineage_of as fast_style_lineage
 from training.lora import archive_path_for, lineage_of, train_lora
 from training.lora_config import LoraTrainConfig
 from training.publish import publish
+from weightstore.layout import WeightsLayout
 
 STYLE, LORA_STYLE = "swirl", "blocky"
 

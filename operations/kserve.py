@@ -20,9 +20,9 @@ from typing import NamedTuple, Optional
 
 import yaml
 
-from archiver.layout import REPO_ROOT
-from archiver.server import Keys, Ports, TorchServe, latest_archives, read_keys, render_config
 from archiver.versions import archive_identity
+from operations.server import Keys, Ports, TorchServe, latest_archives, read_keys, render_config
+from weightstore.layout import REPO_ROOT
 
 MOUNT = "/mnt/models"  # where KServe's storage initializer puts storageUri's content
 CONFIG_PATH = "config/config.properties"

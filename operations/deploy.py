@@ -22,9 +22,9 @@ from typing import NamedTuple, Optional
 
 import requests
 
-from archiver.server import Keys, read_keys
-from archiver.smoke import SmokeResult, run_smoke_test
 from archiver.versions import archive_identity, parse_version, verify_archive
+from operations.server import Keys, read_keys
+from operations.smoke import SmokeResult, run_smoke_test
 
 logger = logging.getLogger(__name__)
 

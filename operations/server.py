@@ -15,7 +15,7 @@ from typing import Optional
 
 import requests
 
-from archiver.layout import REPO_ROOT
+from weightstore.layout import REPO_ROOT
 
 ARCHIVE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+)-(?P<version>[0-9][0-9.]*)\.mar$")
 

@@ -8,11 +8,11 @@ import json
 import sys
 from pathlib import Path
 
-from archiver.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
-from archiver.kserve import export_kserve
-from archiver.layout import REPO_ROOT
-from archiver.server import Keys
 from archiver.versions import archive_path, latest_version, list_versions
+from operations.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
+from operations.kserve import export_kserve
+from operations.server import Keys
+from weightstore.layout import REPO_ROOT
 
 STORE = REPO_ROOT / "model_store"
 WORKDIR = REPO_ROOT / "var" / "serve"

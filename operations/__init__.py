@@ -1,0 +1,1 @@
+"""Operations: the TorchServe process, deploy / rollback / prune, the KServe export."""

@@ -1,0 +1,1 @@
+"""Weights: where they live (layout), fetching real ones, synthesising stand-ins, status."""
