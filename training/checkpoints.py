@@ -2,17 +2,21 @@
 and step (torch.save, read back with weights_only=True), in `runs/<id>/checkpoints/step_N/`.
 
 A checkpoint is written to a scratch folder and renamed into place, so an interrupted write
-never leaves a half checkpoint that `latest_checkpoint` would pick.
+never leaves a half checkpoint that `latest_checkpoint` would pick. `StopOnSigint` turns the
+first Ctrl-C into a stop after the running step, so the checkpoint it leaves is consistent.
 """
 
 import os
 import re
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
 import safetensors.torch
 import torch
+from tqdm import tqdm
 
 CHECKPOINTS_DIR = "checkpoints"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -23,6 +27,12 @@ class Checkpoint(NamedTuple):
     step: int
     trainable: dict  # parameter name -> tensor
     state: dict  # optimizer, lr_scheduler, rng, step, and whatever the job adds
+
+
+def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
+    """A fresh seeded shuffle per epoch that depends on nothing else, so a resumed run visits
+    the same examples in the same order as an uninterrupted one."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
 
 
 def capture_rng(generator: torch.Generator) -> dict:
@@ -78,3 +88,28 @@ def load_checkpoint(path: Path) -> Checkpoint:
     trainable = safetensors.torch.load_file(str(path / "trainable.safetensors"))
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     return Checkpoint(path, int(state["step"]), trainable, state)
+
+
+class StopOnSigint:
+    """The first Ctrl-C lets the running optimizer step finish (the loop checks `requested`
+    after each step), then stops at a consistent checkpoint; a second one interrupts at once
+    (the last periodic checkpoint stays). Outside the main thread it changes nothing."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

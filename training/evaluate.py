@@ -22,9 +22,9 @@ import requests
 from PIL import Image
 
 from training.clip_score import ClipScorer, resolve_clip_dir
-from training.data import class_prompts
+from training.lora.data import class_prompts
 from training.publish import DEFAULT_WORKDIR
-from weightstore.layout import WeightsLayout
+from training.runs import weights_layout
 
 DEFAULT_PROMPTS = (
     "a lighthouse on a cliff at sunset",
@@ -146,8 +146,7 @@ def main(argv=None) -> None:
     styles = (args.animals if args.model == "animals" else args.styles).split(",")
     if args.model == "animals":
         prompts = prompts[:1]  # the class decides the prompt; one pass per class and seed
-    layout = WeightsLayout(args.weights) if args.weights else WeightsLayout.default()
-    clip = resolve_clip_dir(layout)
+    clip = resolve_clip_dir(weights_layout(args.weights))
     if clip.synthetic:
         print(f"note: scoring with the TINY SYNTHETIC CLIP in {clip.path}; put a real one in weights/clip/")
     try:

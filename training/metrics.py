@@ -1,17 +1,30 @@
-"""Per-epoch metrics: metrics.csv and metrics.png in the run folder.
+"""Per-epoch metrics of a run: metrics.csv, the same table as metrics.xlsx (the seed apps' users
+open their metrics in a spreadsheet) and metrics.png, one figure with a panel per metric.
 
-matplotlib is not among the project's pinned packages, so the plot is drawn with Pillow's
-ImageDraw: one small panel per metric, epoch on the x axis, its range printed on the y axis.
+The figure is drawn with matplotlib's object API (`Figure`, Agg canvas): no pyplot, so no
+global figure state and no display backend, which a training job in a thread or on a headless
+machine would trip over.
 """
 
 import csv
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from openpyxl import Workbook
 
-PANEL_W_PX, PANEL_H_PX, MARGIN_PX = 320, 200, 36
-COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
+PANEL_W_IN, PANEL_H_IN, DPI = 4.0, 2.6, 100
+PANEL_COLUMNS = 2
+
+
+def write_metrics(rows: list[dict], run_dir: Path, columns: tuple[str, ...], plotted: tuple[str, ...]) -> None:
+    """metrics.csv, metrics.xlsx and metrics.png in `run_dir`, `epoch` on the figure's x axis."""
+    run_dir = Path(run_dir)
+    write_metrics_csv(rows, run_dir / "metrics.csv", columns)
+    write_metrics_xlsx(rows, run_dir / "metrics.xlsx", columns)
+    plot_metrics(rows, run_dir / "metrics.png", "epoch", plotted)
 
 
 def write_metrics_csv(rows: list[dict], path: Path, columns: tuple[str, ...]) -> Path:
@@ -29,52 +42,51 @@ def read_metrics_csv(path: Path) -> list[dict]:
         return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def plot_metrics(rows: list[dict], path: Path, x: str, metrics: tuple[str, ...]) -> Path:
-    """A PNG with one panel per metric that has at least one finite value."""
-    shown = [m for m in metrics if any(_finite(r.get(m)) for r in rows)]
-    columns = 2
-    panels = max(1, len(shown))
-    grid_rows = math.ceil(panels / columns)
-    image = Image.new("RGB", (columns * PANEL_W_PX, grid_rows * PANEL_H_PX), "white")
-    draw = ImageDraw.Draw(image)
-    for index, metric in enumerate(shown):
-        left, top = (index % columns) * PANEL_W_PX, (index // columns) * PANEL_H_PX
-        points = [(float(r[x]), float(r[metric])) for r in rows if _finite(r.get(metric))]
-        _panel(draw, (left, top), metric, points, COLOURS[index % len(COLOURS)])
-    if not shown:
-        draw.text((MARGIN_PX, MARGIN_PX), "no metrics yet", fill="black")
+def write_metrics_xlsx(rows: list[dict], path: Path, columns: tuple[str, ...]) -> Path:
+    """One sheet, `metrics`: a header row, then one row per epoch; a missing value is empty."""
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "metrics"
+    sheet.append(list(columns))
+    for row in rows:
+        sheet.append([_xlsx_cell(row.get(c)) for c in columns])
+    sheet.freeze_panes = "A2"
     path = Path(path)
-    image.save(path, format="PNG")
+    scratch = path.with_name(f".{path.name}.partial")
+    workbook.save(scratch)
+    scratch.replace(path)
     return path
 
 
-def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, points: list, colour) -> None:
-    left, top = origin
-    x0, y0 = left + MARGIN_PX + 20, top + MARGIN_PX // 2 + 12
-    x1, y1 = left + PANEL_W_PX - MARGIN_PX // 2, top + PANEL_H_PX - MARGIN_PX
-    draw.rectangle((x0, y0, x1, y1), outline=(160, 160, 160))
-    draw.text((x0, top + 4), title, fill="black")
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi = min(xs), max(xs)
-    y_lo, y_hi = min(ys), max(ys)
-    if y_hi == y_lo:  # a flat line sits mid-panel
-        y_lo, y_hi = y_lo - 1.0, y_hi + 1.0
-    span_x = (x_hi - x_lo) or 1.0
-    pixels = [
-        (x0 + (px - x_lo) / span_x * (x1 - x0), y1 - (py - y_lo) / (y_hi - y_lo) * (y1 - y0)) for px, py in points
-    ]
-    if len(pixels) > 1:
-        draw.line(pixels, fill=colour, width=2)
-    for px, py in pixels:
-        draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-    draw.text((left + 2, y0), f"{y_hi:.3g}", fill="black")
-    draw.text((left + 2, y1 - 10), f"{y_lo:.3g}", fill="black")
-    draw.text((x0, y1 + 4), f"{x_lo:g}", fill="black")
-    draw.text((x1 - 24, y1 + 4), f"{x_hi:g}", fill="black")
+def plot_metrics(rows: list[dict], path: Path, x: str, metrics: tuple[str, ...]) -> Path:
+    """A PNG with one panel per metric that has at least one finite value."""
+    shown = [m for m in metrics if any(_finite(r.get(m)) for r in rows)]
+    grid_rows = max(1, math.ceil(len(shown) / PANEL_COLUMNS))
+    figure = Figure(figsize=(PANEL_COLUMNS * PANEL_W_IN, grid_rows * PANEL_H_IN), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    if not shown:
+        figure.text(0.5, 0.5, "no metrics yet", ha="center", va="center")
+    for index, metric in enumerate(shown):
+        axes = figure.add_subplot(grid_rows, PANEL_COLUMNS, index + 1)
+        points = [(r[x], r[metric]) for r in rows if _finite(r.get(metric))]
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=f"C{index}")
+        axes.set_title(metric)
+        axes.set_xlabel(x)
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+        axes.ticklabel_format(axis="y", useOffset=False)  # a loss reads as itself, not as 1.06 + 8e-5
+    path = Path(path)
+    figure.savefig(path, format="png")
+    return path
 
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _xlsx_cell(value):
+    """NaN and infinities have no spreadsheet value: they are left empty, as None is."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _cell(value):

@@ -1,23 +1,29 @@
-"""Exported weights -> the next archive version (with the run's lineage) -> optionally deployed.
+"""Exported weights -> the weights folder -> the next archive version (with the run's lineage)
+-> optionally deployed.
 
-The archiver plans an archive from a weights root (archiver/capabilities.py). A trained file is
-published by planning from an overlay of the real root: a scratch folder whose entries are
-symlinks to everything in weights/ (the tiny twins in .tiny/ included), except that the file the
-plan looks for (lora/animals.safetensors, lora/<style>.safetensors,
-fast_style/<style>.safetensors) is the trained one. weights/ itself is never modified.
+Publishing is explicit: the trained file is copied into the weights folder under the
+capability's naming (weightstore.needs.trained_weights_file: weights/lora/<style>.safetensors,
+weights/lora/animals.safetensors, weights/fast_style/<style>.safetensors), where every later
+plain `make archives` finds it again. A different real file already there is never replaced
+unless asked (`overwrite=True`); a LoRA that does not fit the base model is refused before
+anything is copied.
 """
 
+import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
-from weightstore.layout import REPO_ROOT, WeightsLayout
+from archiver.versions import next_version
+from imagelab.weights_io import STATE_DICT_SUFFIXES, sha256_of
+from repo_paths import MODEL_STORE as DEFAULT_STORE
+from repo_paths import SERVE_WORKDIR as DEFAULT_WORKDIR
+from weightstore.layout import WeightsLayout
+from weightstore.needs import BASE_MARKER, BASE_MODEL, check_lora_fits, trained_weights_file, uses_base_model
 
-DEFAULT_STORE = REPO_ROOT / "model_store"
-DEFAULT_WORKDIR = REPO_ROOT / "var" / "serve"
+__all__ = ["DEFAULT_STORE", "DEFAULT_WORKDIR", "Published", "publish", "publish_weights", "announce"]
 
 
 class Published(NamedTuple):
@@ -26,71 +32,72 @@ class Published(NamedTuple):
     version: str
 
 
-def overlay_weights(base_root: Path, overlay_root: Path, replacements: dict[str, Path]) -> WeightsLayout:
-    """`overlay_root` mirrors `base_root` by symlinks, with `replacements` ({"lora/x.safetensors":
-    trained file}) copied in. Files of a replaced stem with another suffix (x.pth) are left out,
-    so the trained file is the only candidate the plan can pick."""
-    base_root, overlay_root = Path(base_root), Path(overlay_root)
-    overlay_root.mkdir(parents=True, exist_ok=True)
-    replaced_dirs = {Path(r).parts[0] for r in replacements}
-    replaced_stems = {Path(r).with_suffix("").as_posix() for r in replacements}
-    if base_root.is_dir():
-        for entry in sorted(base_root.iterdir()):
-            if entry.name not in replaced_dirs:
-                (overlay_root / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
-                continue
-            (overlay_root / entry.name).mkdir()
-            for child in sorted(entry.iterdir()):
-                if f"{entry.name}/{child.stem}" not in replaced_stems:
-                    (overlay_root / entry.name / child.name).symlink_to(child.resolve())
-    for relative, source in replacements.items():
-        target = overlay_root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-    return WeightsLayout(overlay_root)
+class PublishConflict(ValueError):
+    """The weights folder already holds a different real file under the trained file's name."""
 
 
-def next_version_in(store: Path, model: str) -> str:
-    """archiver.versions.next_version: one major above the store's highest version of `model`."""
-    from archiver.versions import next_version
-
-    return next_version(store, model)
+def publish_weights(
+    model: str, trained_file: Path, weights_file: str, weights_root: Path, overwrite: bool = False
+) -> Path:
+    """Copy `trained_file` to `weights_root/weights_file` (the capability's naming), atomically.
+    -> the published path. The same bytes already there are a no-op."""
+    expected = trained_weights_file(model, Path(weights_file).stem)
+    if Path(weights_file).with_suffix("").as_posix() != Path(expected).with_suffix("").as_posix():
+        raise ValueError(f"a trained {model} file is published as {expected}, not {weights_file}")
+    target = Path(weights_root) / weights_file
+    digest = sha256_of(trained_file)
+    for other in (target.with_suffix(s) for s in STATE_DICT_SUFFIXES):
+        if other.is_file() and not overwrite and (other != target or sha256_of(other) != digest):
+            raise PublishConflict(
+                f"{other} already exists with other weights; pick another style name, remove it, "
+                "or publish with overwrite (it is replaced, not kept)"
+            )
+    if target.is_file() and sha256_of(target) == digest:
+        return target
+    for other in (target.with_suffix(s) for s in STATE_DICT_SUFFIXES if s != target.suffix):
+        other.unlink(missing_ok=True)  # overwriting: a twin with another suffix would shadow it
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.part")
+    shutil.copy2(trained_file, staged)
+    os.replace(staged, target)
+    return target
 
 
 def publish(
     model: str,
     trained_file: Path,
-    archive_path: str,
+    weights_file: str,
     weights_root: Path,
     store: Path,
     lineage: dict,
     version: str | None = None,
     base_model_dir: Path | None = None,
+    overwrite: bool = False,
 ) -> Published:
-    """Build the next version of `model` with `trained_file` at `archive_path` of the weights
-    layout. `base_model_dir`: the SD 1.5 folder the LoRA was trained on; the archive must use
-    the same one, or the LoRA would be applied to weights it never saw."""
+    """Publish `trained_file` into the weights folder as `weights_file`, then build the next
+    version of `model` from that folder. `base_model_dir`: the SD 1.5 folder the LoRA was
+    trained on; the archive must use the same one, or the LoRA would be applied to weights it
+    never saw."""
     if model not in CAPABILITIES:
         raise ValueError(f"model must be one of {sorted(CAPABILITIES)}, got {model!r}")
+    layout = WeightsLayout(Path(weights_root))
+    if uses_base_model(model):
+        base = layout.real_dir(BASE_MODEL, BASE_MARKER) or layout.synthetic_dir(BASE_MODEL)
+        if not (base / BASE_MARKER).is_file():
+            raise FileNotFoundError(
+                f"no SD 1.5 folder (real or tiny) in {weights_root}; run `python -m weightstore synth`"
+            )
+        if base_model_dir is not None and base.resolve() != Path(base_model_dir).resolve():
+            raise ValueError(
+                f"the LoRA was trained on {base_model_dir} but a {model} archive from "
+                f"{weights_root} would use {base.resolve()}; train with that model"
+            )
+        check_lora_fits(Path(trained_file), base)
+    publish_weights(model, Path(trained_file), weights_file, layout.root, overwrite)
     store = Path(store)
-    version = version or next_version_in(store, model)
-    with tempfile.TemporaryDirectory(prefix="imagelab-overlay-") as scratch:
-        layout = overlay_weights(weights_root, Path(scratch) / "weights", {archive_path: trained_file})
-        if base_model_dir is not None:
-            base = layout.resolve_dir("sd15", "model_index.json", _no_synthesis)
-            if base.path.resolve() != Path(base_model_dir).resolve():
-                raise ValueError(
-                    f"the LoRA was trained on {base_model_dir} but a {model} archive from "
-                    f"{weights_root} would use {base.path.resolve()}; train with that model"
-                )
-        archive = build_archive(CAPABILITIES[model], layout, store, version, lineage=lineage)
+    version = version or next_version(store, model)
+    archive = build_archive(CAPABILITIES[model], layout, store, version, lineage=lineage)
     return Published(archive, model, version)
-
-
-def _no_synthesis(out: Path) -> Path:
-    raise FileNotFoundError(
-        "no SD 1.5 folder (real or tiny) in the weights root; run `python -m archiver weights synth`"
-    )
 
 
 def deploy_archive(archive: Path, workdir: Path = DEFAULT_WORKDIR, workers: int = 1):

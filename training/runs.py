@@ -1,16 +1,23 @@
 """The run folder: `runs/<run_id>/` keeps what a run was asked to do and what it made, so an
 archive's manifest (which names the run id) can be traced back to it (minGPT keeps its config
-beside its checkpoints the same way)."""
+beside its checkpoints the same way). Both jobs end in a `TrainedRun`; `lineage_of` is what
+the manifest records of it."""
 
 import dataclasses
 import json
+import math
 import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
 
 from archiver.manifest import package_versions
-from weightstore.layout import REPO_ROOT
+from imagelab.weights_io import sha256_of
+from repo_paths import REPO_ROOT
+from weightstore.layout import WeightsLayout
 
 RUNS_DIR = REPO_ROOT / "runs"
 CONFIG_FILE = "config.json"
@@ -28,6 +35,11 @@ def new_run_dir(runs_dir: Path, run_id: str | None, kind: str) -> Path:
     if run_dir.exists():
         raise ValueError(f"{run_dir} exists; pick another --run-id or --resume it")
     return run_dir
+
+
+def weights_layout(weights_dir: Path | None) -> WeightsLayout:
+    """The weights root a run reads its base models from: `weights_dir`, else weights/."""
+    return WeightsLayout(weights_dir) if weights_dir else WeightsLayout.default()
 
 
 def to_jsonable(value):
@@ -81,3 +93,89 @@ def write_skipped(run_dir: Path, skipped: list) -> Path:
     record = {"count": len(skipped), "images": [{"path": str(p), "reason": r} for p, r in skipped]}
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+class ParameterShare(NamedTuple):
+    """How much of the trained network the optimizer moves (peft's print_trainable_parameters)."""
+
+    trainable: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.trainable / self.total if self.total else 0.0
+
+    def describe(self) -> str:
+        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({100 * self.share:.4g}%)"
+
+    def to_record(self) -> dict:
+        return {"trainable": self.trainable, "total": self.total, "share": self.share}
+
+
+def parameter_share(module: torch.nn.Module) -> ParameterShare:
+    parameters = list(module.parameters())
+    return ParameterShare(sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters))
+
+
+class TrainedRun(NamedTuple):
+    """What either job hands on when it finishes: the exported weights and their history."""
+
+    job: str  # "lora" or "fast_style"
+    config: Any  # the job's frozen config dataclass
+    run_dir: Path
+    weights_path: Path  # the exported file, run_dir/export/<style>.safetensors
+    steps: int  # optimizer steps taken
+    metrics: list  # one dict per epoch
+    skipped_images: int
+    base_model_dir: Path | None = None  # LoRA: the SD 1.5 folder it was trained on
+    best_path: Path | None = None  # LoRA: the epoch with the best CLIP score, export/clip-<score>.safetensors
+    parameters: ParameterShare | None = None
+
+
+WEIGHT_CHOICES = ("best", "last")
+
+
+def best_row(metrics: list[dict], key: str = "clip_score") -> dict | None:
+    """The first epoch's row with the highest finite `key`; None when no row has one."""
+    best = None
+    for row in metrics:
+        value = row.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value) and (best is None or value > best[key]):
+            best = row
+    return best
+
+
+def chosen_weights(run: TrainedRun, which: str = "best") -> Path:
+    """The exported file to publish: `best` (by CLIP score, where the run kept one; else the
+    last) or `last` (the weights after the final step)."""
+    if which not in WEIGHT_CHOICES:
+        raise ValueError(f"weights must be one of {list(WEIGHT_CHOICES)}, got {which!r}")
+    return run.best_path if which == "best" and run.best_path is not None else run.weights_path
+
+
+def lineage_of(run: TrainedRun, exported: Path | None = None) -> dict:
+    """What the archive's manifest records under `training`; `exported` is the file the archive
+    carries (default: chosen_weights(run), the best)."""
+    exported = Path(exported) if exported is not None else chosen_weights(run)
+    lineage = {
+        "run_id": run.run_dir.name,
+        "run_dir": str(run.run_dir.resolve()),
+        "job": run.job,
+        "config": to_jsonable(run.config),
+        "steps": run.steps,
+        "final_metrics": run.metrics[-1] if run.metrics else None,
+        "exported": {"file": exported.name, "sha256": sha256_of(exported)},
+        "skipped_images": run.skipped_images,
+    }
+    best = best_row(run.metrics)
+    if run.best_path is not None and best is not None:
+        lineage["best_by_clip_score"] = {
+            "file": run.best_path.name,
+            "epoch": best["epoch"],
+            "clip_score": best["clip_score"],
+        }
+    if run.parameters is not None:
+        lineage["parameters"] = run.parameters.to_record()
+    if run.base_model_dir is not None:
+        lineage["base_model"] = str(Path(run.base_model_dir).resolve())
+    return lineage

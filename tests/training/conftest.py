@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import random
+import zlib
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,18 @@ def draw_shape(path: Path, shape: str, seed: int, size=(40, 48)) -> Path:
 
 
 def make_shapes_dataset(root: Path, per_class: int = 5, broken: int = 0) -> Path:
-    """root/circle/*.png|jpg and root/square/*, plus `broken` unreadable files in circle/."""
+    """root/circle/*.png|jpg and root/square/*, plus `broken` unreadable files in circle/.
+    Each image's seed comes from a checksum of its name, not `hash()`, which changes with
+    PYTHONHASHSEED: the same files every run, so the tests see the same data."""
     for shape in ("circle", "square"):
         folder = root / shape
         folder.mkdir(parents=True)
         for i in range(per_class):
-            draw_shape(folder / f"{shape}_{i}.{'png' if i % 2 else 'jpg'}", shape, seed=hash((shape, i)) % 1000)
+            draw_shape(
+                folder / f"{shape}_{i}.{'png' if i % 2 else 'jpg'}",
+                shape,
+                seed=zlib.crc32(f"{shape}|{i}".encode()) % 1000,
+            )
     for i in range(broken):
         (root / "circle" / f"broken_{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     (root / "circle" / "notes.txt").write_text("not an image, not counted")

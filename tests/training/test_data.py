@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from training.data import Augmentation, class_folder_dataset, class_prompts, pick_prompt, prepare_pixels, style_dataset
+from training.lora.config import Augmentation
+from training.lora.data import class_folder_dataset, class_prompts, pick_prompt, prepare_pixels, style_dataset
 from training.schedule import lr_multiplier
 
 

@@ -8,8 +8,12 @@ import torch
 from PIL import Image
 
 from imagelab.fast_style.weights import load_transformer_net
-from training.fast_style import FastStyleTrainConfig, gram_matrix, train_fast_style
-from training.vgg16 import RELU_INDEX, load_vgg16_features, synthesize_tiny_vgg16
+from imagelab.neural_style.losses import gram_matrix
+from imagelab.weights_io import sha256_of
+from training.fast_style.config import FastStyleTrainConfig
+from training.fast_style.train import train_fast_style
+from training.fast_style.vgg16 import RELU_INDEX, load_vgg16_features, synthesize_tiny_vgg16
+from training.runs import chosen_weights, lineage_of
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,19 @@ def test_run_folder_records_metrics_config_and_skips(fast_run):
     assert recorded["vgg16_synthetic"] is True and recorded["config"]["style"] == "swirl"
     assert json.loads((fast_run.run_dir / "skipped_images.json").read_text())["count"] == 1
     assert (fast_run.run_dir / "metrics.png").is_file()
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(fast_run.run_dir / "metrics.xlsx")["metrics"]
+    assert [c.value for c in sheet[1]] == rows[0].split(",") and sheet.max_row == 2
+    assert fast_run.parameters.share == 1.0 and fast_run.parameters.trainable > 0  # all of TransformerNet trains
+
+
+def test_both_jobs_hand_on_the_same_shape_and_lineage(fast_run):
+    lineage = lineage_of(fast_run)
+    assert (fast_run.job, lineage["job"], lineage["run_id"]) == ("fast_style", "fast_style", "swirl")
+    assert lineage["exported"] == {"file": "swirl.safetensors", "sha256": sha256_of(fast_run.weights_path)}
+    assert lineage["config"]["style"] == "swirl" and "base_model" not in lineage
+    assert chosen_weights(fast_run) == fast_run.weights_path  # no CLIP score: the last is the best there is
 
 
 def test_tiny_vgg16_has_torchvision_keys_and_is_deterministic(tmp_path):

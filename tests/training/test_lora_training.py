@@ -12,10 +12,12 @@ from PIL import Image
 from imagelab.diffusion.lora import read_lora, save_lora
 from imagelab.diffusion.tiny import _attention_projection_shapes
 from training.checkpoints import latest_checkpoint
-from training.data import class_folder_dataset, prepare_pixels
-from training.lora import METRIC_COLUMNS, train_lora
-from training.lora_config import LoraTrainConfig
-from training.lora_trainer import LoraTrainer, load_components
+from training.lora.config import TARGET_MODULES, LoraTrainConfig
+from training.lora.data import class_folder_dataset, prepare_pixels
+from training.lora.train import METRIC_COLUMNS, _export_best, train_lora
+from training.lora.trainer import LoraTrainer, load_components
+from training.runs import best_row, chosen_weights, lineage_of
+from training.schedule import lr_multiplier
 
 SMALL = dict(
     resolution_px=32,
@@ -75,17 +77,19 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(finished_run, shap
     assert latest_checkpoint(run_dir).name == "step_0000003"
     resumed = train_lora(cfg, run_dir, resume=True)
 
-    whole, _ = read_lora(finished_run.lora_path)
-    again, _ = read_lora(resumed.lora_path)
+    whole, _ = read_lora(finished_run.weights_path)
+    again, _ = read_lora(resumed.weights_path)
     assert whole.keys() == again.keys()
     for module in whole:
         assert torch.equal(whole[module][0], again[module][0]), module
         assert torch.equal(whole[module][1], again[module][1]), module
     assert resumed.metrics == finished_run.metrics
+    assert resumed.best_path.name == finished_run.best_path.name
+    assert resumed.best_path.read_bytes() == finished_run.best_path.read_bytes()
 
 
 def test_export_keeps_rank_alpha_and_every_attention_projection(finished_run, tiny_sd15):
-    weights, alpha = read_lora(finished_run.lora_path)
+    weights, alpha = read_lora(finished_run.weights_path)
     unet_config = json.loads((tiny_sd15 / "unet" / "config.json").read_text())
     assert set(weights) == set(_attention_projection_shapes(unet_config))
     assert alpha == 8.0
@@ -97,11 +101,11 @@ def test_exported_lora_changes_the_engine_output_with_its_alpha_over_rank_scale(
     from imagelab.diffusion.engine import DiffusionEngine
     from imagelab.diffusion.jobs import DiffusionSettings, GenerationJob
 
-    weights, alpha = read_lora(finished_run.lora_path)
+    weights, alpha = read_lora(finished_run.weights_path)
     # alpha 8 at rank 2 is a scale of 4: the same as alpha == rank with the up factors x4.
     unit_scale = save_lora(tmp_path / "x4.safetensors", {m: (d, u * 4) for m, (d, u) in weights.items()}, alpha=2.0)
     engine = DiffusionEngine(
-        DiffusionSettings(tiny_sd15, dtype="float32", adapters={"trained": finished_run.lora_path, "x4": unit_scale})
+        DiffusionSettings(tiny_sd15, dtype="float32", adapters={"trained": finished_run.weights_path, "x4": unit_scale})
     )
 
     def image(style):
@@ -153,3 +157,82 @@ def test_bad_config_is_refused_with_the_field_named(shapes):
         LoraTrainConfig(data_dir=shapes, resolution_px=30)
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):
         LoraTrainConfig(data_dir=shapes, mixed_precision="fp16")
+
+
+def test_the_seeds_recipe_is_the_default(shapes):
+    cfg = LoraTrainConfig(data_dir=shapes)
+    assert (cfg.rank, cfg.lora_alpha, cfg.lora_dropout) == (2, 16.0, 0.0)  # scale alpha/rank = 8
+    assert TARGET_MODULES == ("to_q", "to_k", "to_v", "to_out.0")
+    assert (cfg.val_fraction, cfg.resolution_px) == (0.2, 256)
+    assert cfg.augmentation.variants > 0
+    assert cfg.lr_schedule == "cosine" and lr_multiplier(99, cfg.lr_schedule, cfg.warmup_steps, 100) < 0.01
+
+
+def test_best_clip_epoch_is_exported_beside_the_last(finished_run):
+    scores = [row["clip_score"] for row in finished_run.metrics]
+    best_epoch = scores.index(max(scores)) + 1
+    best_name = f"clip-{max(scores):.3f}.safetensors"
+    export = finished_run.run_dir / "export"
+    assert sorted(p.name for p in export.iterdir()) == sorted(["animals.safetensors", best_name])
+    assert finished_run.best_path == export / best_name
+    weights, alpha = read_lora(finished_run.best_path)
+    assert alpha == 8.0 and {down.shape[0] for down, _ in weights.values()} == {2}
+    # The best is the weights after its epoch: the last export only when the best epoch is the last.
+    same = finished_run.best_path.read_bytes() == finished_run.weights_path.read_bytes()
+    assert same == (best_epoch == len(scores))
+
+
+def test_archive_takes_the_best_unless_told_otherwise(finished_run):
+    assert chosen_weights(finished_run) == finished_run.best_path
+    assert chosen_weights(finished_run, "last") == finished_run.weights_path
+    assert chosen_weights(finished_run._replace(best_path=None)) == finished_run.weights_path
+    with pytest.raises(ValueError, match="weights must be one of"):
+        chosen_weights(finished_run, "worst")
+    lineage = lineage_of(finished_run)
+    assert lineage["exported"]["file"] == finished_run.best_path.name
+    assert lineage["best_by_clip_score"]["clip_score"] == max(r["clip_score"] for r in finished_run.metrics)
+    assert lineage_of(finished_run, finished_run.weights_path)["exported"]["file"] == "animals.safetensors"
+
+
+def test_trainable_parameter_share_is_the_loras_part_of_the_unet(finished_run, tiny_sd15):
+    from diffusers import UNet2DConditionModel
+
+    recorded = json.loads((finished_run.run_dir / "config.json").read_text())["parameters"]
+    weights, _ = read_lora(finished_run.weights_path)
+    lora_parameters = sum(down.numel() + up.numel() for down, up in weights.values())
+    base = UNet2DConditionModel.from_pretrained(tiny_sd15, subfolder="unet")
+    assert recorded["trainable"] == lora_parameters == finished_run.parameters.trainable
+    assert recorded["total"] == sum(p.numel() for p in base.parameters()) + lora_parameters
+    assert recorded["share"] == pytest.approx(lora_parameters / recorded["total"]) and 0 < recorded["share"] < 0.5
+
+
+def test_metrics_are_also_a_spreadsheet(finished_run):
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(finished_run.run_dir / "metrics.xlsx")["metrics"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == METRIC_COLUMNS
+    # Spreadsheets keep 15 significant digits.
+    assert len(rows) == 1 + len(finished_run.metrics)
+    for cells, row in zip(rows[1:], finished_run.metrics):
+        assert dict(zip(METRIC_COLUMNS, cells)) == pytest.approx(row, rel=1e-13)
+
+
+def test_the_best_epoch_is_the_first_with_the_highest_finite_clip_score(tmp_path):
+    rows = [{"epoch": e, "clip_score": s} for e, s in enumerate([1.0, 3.0, 3.0, None, float("nan"), 2.0], 1)]
+    assert best_row(rows)["epoch"] == 2
+    assert best_row([{"epoch": 1, "clip_score": None}]) is None
+
+    class Trainer:
+        def __init__(self, scale):
+            self.scale = scale
+
+        def lora_weights(self):
+            return {"down_blocks.0.attn.to_q": (torch.ones(2, 4) * self.scale, torch.ones(4, 2))}
+
+    cfg = LoraTrainConfig(data_dir=tmp_path, rank=2, lora_alpha=16.0)
+    first = _export_best(tmp_path / "export", Trainer(1.0), cfg, 12.3456)
+    second = _export_best(tmp_path / "export", Trainer(2.0), cfg, 20.0)
+    assert (first.name, second.name) == ("clip-12.346.safetensors", "clip-20.000.safetensors")
+    assert [p.name for p in (tmp_path / "export").iterdir()] == [second.name]  # one best is kept
+    assert torch.equal(read_lora(second)[0]["down_blocks.0.attn.to_q"][0], torch.full((2, 4), 2.0))

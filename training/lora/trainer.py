@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from imagelab.devices import cpu_supports_bf16
-from training.lora_config import TARGET_MODULES, LoraTrainConfig
+from training.lora.config import TARGET_MODULES, LoraTrainConfig
 from training.schedule import make_lr_scheduler
 
 

@@ -1,46 +1,42 @@
-"""Command line of `python -m training.lora` (see training/lora.py for the run folder)."""
+"""python -m training.lora: LoRA fine-tuning of SD 1.5 for the `animals` or `txt2img` archive.
+
+    python -m training.lora --data-dir data/animals --epochs 10 --archive
+    python -m training.lora --capability txt2img --style monet --data-dir data/monet --archive --deploy
+    python -m training.lora --resume runs/lora-20250101-120000-1a2b3c      # after Ctrl-C
+
+The run folder is described in training/lora/train.py.
+"""
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
-import torch
-
-from training.data import Augmentation
-from training.lora_config import (
+from training.job_cli import add_run_options, run_job
+from training.lora.config import (
     CAPABILITIES,
     DATASET_KINDS,
     INIT_LORA_WEIGHTS,
     LATENT_CACHES,
     LR_SCHEDULES,
     MIXED_PRECISION,
+    Augmentation,
     LoraTrainConfig,
 )
-from training.publish import DEFAULT_STORE, DEFAULT_WORKDIR
-from training.runs import RUNS_DIR, new_run_dir, read_run_config, resolve_run_dir
+from training.lora.train import train_lora
 
 DEFAULTS = LoraTrainConfig(data_dir=Path("."))
 AUG = Augmentation()
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.lora", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m training.lora", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data-dir", type=Path, help="class folders (animals) or a folder of paintings (style)")
     p.add_argument("--capability", choices=CAPABILITIES, default=DEFAULTS.capability)
     p.add_argument("--style", help="txt2img: the new style's name (its LoRA file name)")
     p.add_argument("--dataset", choices=DATASET_KINDS, help="default: classes for animals, style for txt2img")
     p.add_argument("--token", help="style datasets: the style's word in the prompts (default: the style)")
     p.add_argument("--model-dir", type=Path, help="SD 1.5 diffusers folder (default: weights/sd15 or its tiny twin)")
-    p.add_argument("--weights", type=Path, help="weights root (default: weights/)")
-    p.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
-    p.add_argument("--run-id", help="default: lora-<date>-<time>-<random>")
-    p.add_argument(
-        "--resume",
-        metavar="RUN",
-        help="continue a run (folder or id) from its last checkpoint, "
-        "with its own config.json; training options are then ignored",
-    )
     p.add_argument("--resolution", type=int, default=DEFAULTS.resolution_px, dest="resolution_px")
     p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction)
     p.add_argument(
@@ -75,11 +71,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-images", type=int, default=DEFAULTS.validation_images)
     p.add_argument("--validation-steps", type=int, default=DEFAULTS.validation_steps)
     p.add_argument("--validation-guidance", type=float, default=DEFAULTS.validation_guidance)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--archive", action="store_true", help="build the next animals/txt2img version from the LoRA")
-    p.add_argument("--store", type=Path, default=DEFAULT_STORE, help="model store for --archive")
-    p.add_argument("--deploy", action="store_true", help="with --archive: deploy it to the running server")
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="the running server's working dir")
+    add_run_options(p, "lora")
     return p
 
 
@@ -87,12 +79,12 @@ def config_from(args) -> LoraTrainConfig:
     if args.data_dir is None:
         raise ValueError("--data-dir is required (or --resume RUN)")
     augmentation = Augmentation(
-        args.augment_variants,
-        args.rotation_deg,
-        args.translate_frac,
-        args.scale_range[0],
-        args.scale_range[1],
-        args.brightness,
+        variants=args.augment_variants,
+        rotation_deg=args.rotation_deg,
+        translate_frac=args.translate_frac,
+        scale_min=args.scale_range[0],
+        scale_max=args.scale_range[1],
+        brightness=args.brightness,
     )
     names = (
         "capability",
@@ -134,54 +126,4 @@ def config_from(args) -> LoraTrainConfig:
 
 
 def main(argv=None) -> None:
-    from training.lora import archive_path_for, lineage_of, train_lora
-    from training.publish import announce, publish
-
-    args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.deploy and not args.archive:
-        raise SystemExit("error: --deploy needs --archive (a version must be built before it is deployed)")
-    try:
-        if args.resume:
-            run_dir = resolve_run_dir(args.resume, args.runs_dir)
-            config = LoraTrainConfig.from_dict(read_run_config(run_dir)["config"])
-        else:
-            config = config_from(args)
-            run_dir = new_run_dir(args.runs_dir, args.run_id, "lora")
-        run = train_lora(config, run_dir, resume=bool(args.resume), argv=sys.argv if argv is None else argv)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
-    print(f"run {run.run_dir}: {run.steps} steps, LoRA {run.lora_path}")
-    if run.skipped_images:
-        print(f"skipped {run.skipped_images} unreadable image(s); see {run.run_dir / 'skipped_images.json'}")
-    if run.metrics:
-        print(
-            "final metrics: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in run.metrics[-1].items() if isinstance(v, (int, float)))
-        )
-    if not args.archive:
-        return
-    published = publish(
-        config.capability,
-        run.lora_path,
-        archive_path_for(config),
-        (config.weights_dir or _default_weights()),
-        args.store,
-        lineage_of(run, config),
-        base_model_dir=run.model_dir,
-    )
-    announce(published, args.deploy, args.workdir)
-
-
-def _default_weights() -> Path:
-    from weightstore.layout import WeightsLayout
-
-    return WeightsLayout.default().root
-
-
-if __name__ == "__main__":
-    main()
+    run_job(parser().parse_args(argv), argv, "lora", config_from, LoraTrainConfig.from_dict, train_lora)

@@ -1,61 +1,40 @@
-"""python -m training.lora: LoRA fine-tuning of SD 1.5 for the `animals` or `txt2img` archive.
+"""The LoRA job's train loop: data -> optimizer steps -> per-epoch metrics -> exported LoRA.
 
-    python -m training.lora --data-dir data/animals --epochs 10 --archive
-    python -m training.lora --capability txt2img --style monet --data-dir data/monet --archive --deploy
-    python -m training.lora --resume runs/lora-20250101-120000-1a2b3c      # after Ctrl-C
-
-A run lives in runs/<run_id>/: config.json (resolved config and arguments), metrics.csv and
-metrics.png (per epoch), samples/ (validation pictures), checkpoints/, latents/ (the VAE
-latent cache), skipped_images.json and export/<style>.safetensors (diffusers layout, rank and
-alpha kept; imagelab.diffusion.lora).
+A run lives in runs/<run_id>/: config.json (resolved config, arguments and the trainable
+parameter share), metrics.csv, metrics.xlsx and metrics.png (per epoch), samples/ (validation
+pictures), checkpoints/, latents/ (the VAE latent cache), skipped_images.json and export/:
+<style>.safetensors, the LoRA after the last step, and clip-<score>.safetensors, the epoch with
+the best CLIP score so far (both in the diffusers layout with rank and alpha kept;
+imagelab.diffusion.lora). `--archive` publishes the best unless told otherwise.
 """
 
 import math
-import signal
-import threading
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from imagelab.diffusion.lora import save_lora
-from training.checkpoints import capture_rng, latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
-from training.clip_score import ClipScorer, resolve_clip_dir
-from training.data import (
-    DatasetSplit,
-    Example,
-    class_folder_dataset,
-    class_prompts,
-    pick_prompt,
-    prepare_pixels,
-    style_dataset,
-    style_prompts,
+from training.checkpoints import (
+    StopOnSigint,
+    capture_rng,
+    epoch_order,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
 )
-from training.latent_cache import LatentCache
-from training.lora_config import LoraTrainConfig
-from training.lora_trainer import LoraTrainer, StepStats, load_components
-from training.metrics import plot_metrics, write_metrics_csv
-from training.runs import to_jsonable, write_run_config, write_skipped
-from weightstore.layout import WeightsLayout
+from training.clip_score import ClipScorer, resolve_clip_dir
+from training.lora.config import LoraTrainConfig
+from training.lora.data import Example, class_prompts, load_dataset, pick_prompt, prepare_pixels, style_prompts
+from training.lora.latent_cache import LatentCache
+from training.lora.trainer import LoraTrainer, StepStats, load_components
+from training.metrics import write_metrics
+from training.runs import TrainedRun, best_row, parameter_share, weights_layout, write_run_config, write_skipped
 
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "val_loss", "clip_score", "lr", "grad_norm")
 PLOTTED = ("train_loss", "val_loss", "clip_score", "lr", "grad_norm")
-
-
-class LoraRun(NamedTuple):
-    run_dir: Path
-    lora_path: Path
-    model_dir: Path
-    steps: int
-    metrics: list  # one dict per epoch, METRIC_COLUMNS
-    skipped_images: int
-
-
-def load_dataset(config: LoraTrainConfig) -> DatasetSplit:
-    if config.dataset == "classes":
-        return class_folder_dataset(config.data_dir, config.val_fraction, config.seed)
-    return style_dataset(config.data_dir, config.token, config.val_fraction, config.seed)
 
 
 def resolve_model_dir(config: LoraTrainConfig) -> Path:
@@ -63,41 +42,7 @@ def resolve_model_dir(config: LoraTrainConfig) -> Path:
         return config.model_dir
     from imagelab.diffusion import synthesize_tiny_sd15
 
-    return weights_layout(config).resolve_dir("sd15", "model_index.json", synthesize_tiny_sd15).path
-
-
-def weights_layout(config: LoraTrainConfig) -> WeightsLayout:
-    return WeightsLayout(config.weights_dir) if config.weights_dir else WeightsLayout.default()
-
-
-def epoch_order(count: int, seed: int, epoch: int) -> list[int]:
-    """A fresh seeded shuffle per epoch that depends on nothing else, so a resumed run visits
-    the same examples in the same order as an uninterrupted one."""
-    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
-
-
-class _StopOnSigint:
-    """The first Ctrl-C lets the running optimizer step finish, then stops at a consistent
-    checkpoint; a second one interrupts at once (the last periodic checkpoint stays)."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+    return weights_layout(config.weights_dir).resolve_dir("sd15", "model_index.json", synthesize_tiny_sd15).path
 
 
 def train_lora(
@@ -106,8 +51,9 @@ def train_lora(
     resume: bool = False,
     argv: list | None = None,
     on_step: Callable[[int, StepStats], None] | None = None,
-) -> LoraRun:
-    """Train (or, with `resume`, continue from the run's last checkpoint) and export the LoRA.
+) -> TrainedRun:
+    """Train (or, with `resume`, continue from the run's last checkpoint) and export the LoRA
+    (the TrainedRun's `weights_path`).
 
     KeyboardInterrupt (Ctrl-C, or raised by `on_step`) writes a checkpoint of the last
     completed step and re-raises; `resume=True` continues from it bit for bit."""
@@ -116,6 +62,12 @@ def train_lora(
     data = load_dataset(config)
     if not data.train:
         raise ValueError(f"{config.data_dir}: no training images left after the validation split")
+    components = load_components(model_dir, config.device)
+    batches_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / config.grad_accum_steps)
+    trainer = LoraTrainer(config, components, total_steps)
+    parameters = parameter_share(components.unet)
+    tqdm.write(f"lora {run_dir.name}: {parameters.describe()} of the UNet")
     if not resume:
         write_run_config(
             run_dir,
@@ -127,20 +79,20 @@ def train_lora(
                 "train_images": len(data.train),
                 "val_images": len(data.val),
                 "skipped_images": len(data.skipped),
+                "parameters": parameters.to_record(),
             },
         )
     write_skipped(run_dir, list(data.skipped))
-    components = load_components(model_dir, config.device)
-    batches_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    total_steps = config.max_steps or math.ceil(config.epochs * batches_per_epoch / config.grad_accum_steps)
-    trainer = LoraTrainer(config, components, total_steps)
+    export_dir = run_dir / "export"
     cache = LatentCache(
         config.latent_cache,
         run_dir / "latents",
         namespace=f"{(model_dir / 'vae').resolve()}|{config.augmentation}|{config.seed}",
     )
     clip = (
-        ClipScorer(resolve_clip_dir(weights_layout(config)).path, config.device) if config.validation_images else None
+        ClipScorer(resolve_clip_dir(weights_layout(config.weights_dir)).path, config.device)
+        if config.validation_images
+        else None
     )
 
     def posteriors(examples: list[Example], variant: int) -> torch.Tensor:
@@ -179,7 +131,7 @@ def train_lora(
     committed_rng = capture_rng(trainer.generator)
     progress = tqdm(total=total_steps, initial=step, desc=f"lora {run_dir.name}", unit="step")
     try:
-        with _StopOnSigint() as stop:
+        with StopOnSigint() as stop:
             while step < total_steps:
                 indices = range(step * config.grad_accum_steps, (step + 1) * config.grad_accum_steps)
                 epochs_and_batches = [micro_batch(i) for i in indices]
@@ -204,7 +156,9 @@ def train_lora(
                     metrics.append(
                         _evaluate(len(metrics), step, sums, data, trainer, clip, config, run_dir, posteriors)
                     )
-                    _write_metrics(run_dir, metrics)
+                    write_metrics(metrics, run_dir, METRIC_COLUMNS, PLOTTED)
+                    if best_row(metrics) is metrics[-1]:  # a new best CLIP score: keep these weights
+                        _export_best(export_dir, trainer, config, metrics[-1]["clip_score"])
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
                 if on_step is not None:
@@ -219,11 +173,46 @@ def train_lora(
     finally:
         progress.close()
     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
-    lora_path = save_lora(
-        run_dir / "export" / f"{config.style}.safetensors", trainer.lora_weights(), alpha=config.lora_alpha
+    lora_path = save_lora(export_dir / f"{config.style}.safetensors", trainer.lora_weights(), alpha=config.lora_alpha)
+    write_metrics(metrics, run_dir, METRIC_COLUMNS, PLOTTED)
+    return TrainedRun(
+        "lora",
+        config,
+        run_dir,
+        lora_path,
+        step,
+        metrics,
+        len(data.skipped),
+        base_model_dir=model_dir,
+        best_path=_best_path(export_dir, metrics),
+        parameters=parameters,
     )
-    _write_metrics(run_dir, metrics)
-    return LoraRun(run_dir, lora_path, model_dir, step, metrics, len(data.skipped))
+
+
+def best_file_name(clip_score: float) -> str:
+    """`clip-31.475.safetensors`, the seed's name for its best checkpoint."""
+    return f"clip-{clip_score:.3f}.safetensors"
+
+
+def _export_best(export_dir: Path, trainer: LoraTrainer, config: LoraTrainConfig, clip_score: float) -> Path:
+    """Export the current LoRA as the run's best, replacing the previous best (one is kept)."""
+    path = save_lora(export_dir / best_file_name(clip_score), trainer.lora_weights(), alpha=config.lora_alpha)
+    for older in export_dir.glob("clip-*.safetensors"):
+        if older != path:
+            older.unlink()
+    return path
+
+
+def _best_path(export_dir: Path, metrics: list) -> Path | None:
+    """The best epoch's export; None when no epoch had a CLIP score (validation_images=0)."""
+    best = best_row(metrics)
+    if best is None:
+        return None
+    path = export_dir / best_file_name(best["clip_score"])
+    if not path.is_file():  # a run resumed from before its best was written, then that file was removed
+        tqdm.write(f"warning: {path} is missing; only the last weights are exported")
+        return None
+    return path
 
 
 def _evaluate(epoch, step, sums, data, trainer, clip, config, run_dir, posteriors) -> dict:
@@ -257,11 +246,6 @@ def _evaluate(epoch, step, sums, data, trainer, clip, config, run_dir, posterior
     }
 
 
-def _write_metrics(run_dir: Path, metrics: list) -> None:
-    write_metrics_csv(metrics, run_dir / "metrics.csv", METRIC_COLUMNS)
-    plot_metrics(metrics, run_dir / "metrics.png", "epoch", PLOTTED)
-
-
 def _save_grid(images: list, path: Path) -> None:
     from PIL import Image
 
@@ -271,31 +255,3 @@ def _save_grid(images: list, path: Path) -> None:
         grid.paste(image, (i * width, 0))
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
-
-
-def lineage_of(run: LoraRun, config: LoraTrainConfig) -> dict:
-    """What the archive's manifest records under `training`."""
-    from training.publish import sha256_of
-
-    return {
-        "run_id": run.run_dir.name,
-        "run_dir": str(run.run_dir.resolve()),
-        "job": "lora",
-        "config": to_jsonable(config),
-        "base_model": str(run.model_dir.resolve()),
-        "steps": run.steps,
-        "final_metrics": run.metrics[-1] if run.metrics else None,
-        "exported": {"file": run.lora_path.name, "sha256": sha256_of(run.lora_path)},
-        "skipped_images": run.skipped_images,
-    }
-
-
-def archive_path_for(config: LoraTrainConfig) -> str:
-    """Where the capability's plan looks for this LoRA (archiver/capabilities.py)."""
-    return f"lora/{config.style}.safetensors"
-
-
-if __name__ == "__main__":
-    from training.lora_cli import main
-
-    main()

@@ -1,25 +1,22 @@
-"""Training images: a class-folder dataset (one folder per class) and a style dataset (one
+"""The LoRA job's data: a class-folder dataset (one folder per class) and a style dataset (one
 folder of paintings), a seeded stratified train/validation split, seeded augmentation and the
-prompt templates each example is captioned with.
-
-Unreadable images are skipped and counted, never fatal: a scraped dataset always holds a few
-truncated or mislabelled files, and one of them must not end a run hours in.
+prompt templates each example is captioned with. Unreadable images are skipped and counted
+(training/images.py).
 """
 
 import random
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from imagelab.diffusion.animals import PROMPT_TEMPLATES
+from training.images import IMAGE_SUFFIXES, load_image, scan_images, split_readable
+from training.lora.config import Augmentation, LoraTrainConfig
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # "a painting in the style of <token>, ...": the token names the style, the rest varies the
 # subject so the LoRA learns the style rather than one caption (DreamBooth/textual-inversion use).
 STYLE_TEMPLATES = (
@@ -56,32 +53,6 @@ def style_prompts(token: str) -> tuple[str, ...]:
     return tuple(t.format(token=token) for t in STYLE_TEMPLATES)
 
 
-def scan_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder` (suffix case-insensitive), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def unreadable_reason(path: Path) -> str | None:
-    """None if Pillow decodes the whole image, else why not."""
-    try:
-        with Image.open(path) as image:
-            image.convert("RGB").load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return f"{type(error).__name__}: {error}"
-    return None
-
-
-def _readable(paths: list[Path], skipped: list) -> list[Path]:
-    kept = []
-    for path in paths:
-        reason = unreadable_reason(path)
-        if reason is None:
-            kept.append(path)
-        else:
-            skipped.append((path, reason))
-    return kept
-
-
 def stratified_split(by_label: dict[str, list[Example]], val_fraction: float, seed: int):
     """Per label, a seeded shuffle then the first round(n * val_fraction) to validation, at
     least one when the label has two or more images, never all of them."""
@@ -107,7 +78,7 @@ def class_folder_dataset(root: Path, val_fraction: float = 0.2, seed: int = 0) -
     skipped: list = []
     by_label = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        paths = _readable(scan_images(folder), skipped)
+        paths = split_readable(scan_images(folder), skipped)
         if paths:
             prompts = class_prompts(folder.name)
             by_label[folder.name] = [Example(p, folder.name, prompts) for p in paths]
@@ -125,7 +96,7 @@ def style_dataset(root: Path, token: str, val_fraction: float = 0.2, seed: int =
     if not token or not token.strip():
         raise ValueError("a style dataset needs a non-empty token")
     skipped: list = []
-    paths = _readable(scan_images(root), skipped)
+    paths = split_readable(scan_images(root), skipped)
     if not paths:
         raise ValueError(f"{root} holds no readable {'/'.join(IMAGE_SUFFIXES)} images")
     prompts = style_prompts(token)
@@ -133,42 +104,8 @@ def style_dataset(root: Path, token: str, val_fraction: float = 0.2, seed: int =
     return DatasetSplit(train, val, (token,), tuple(skipped))
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Seeded geometric and photometric jitter. `variants` augmented copies per image
-    (0: none); variant 0 is always the plain image. Each variant's parameters depend only on
-    (seed, image, variant), so a variant's VAE latent can be cached and reused."""
-
-    variants: int = 0
-    rotation_deg: float = 10.0
-    translate_frac: float = 0.05
-    scale_min: float = 0.9
-    scale_max: float = 1.1
-    brightness: float = 0.1  # factor drawn from [1 - b, 1 + b]
-
-    def __post_init__(self):
-        if self.variants < 0:
-            raise ValueError(f"augment variants must be >= 0, got {self.variants}")
-        if self.rotation_deg < 0 or not 0 <= self.translate_frac < 0.5 or not 0 <= self.brightness < 1:
-            raise ValueError("rotation_deg >= 0, translate_frac in [0, 0.5), brightness in [0, 1) required")
-        if not 0 < self.scale_min <= self.scale_max:
-            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
-
-    def variant_for_epoch(self, epoch: int) -> int:
-        return epoch % (self.variants + 1)
-
-
 def variant_seed(seed: int, example: Example, variant: int) -> int:
     return zlib.crc32(f"{seed}|{example.label}|{example.path.name}|{variant}".encode())
-
-
-def load_image(path: Path, resolution_px: int) -> torch.Tensor:
-    """Shorter side to `resolution_px`, centre crop -> (3, R, R) float in [0, 1]."""
-    with Image.open(path) as opened:
-        image = ImageOps.exif_transpose(opened).convert("RGB")
-    image = TF.resize(image, resolution_px, interpolation=InterpolationMode.BICUBIC, antialias=True)
-    image = TF.center_crop(image, [resolution_px, resolution_px])
-    return TF.to_tensor(image)
 
 
 def augment(image: torch.Tensor, augmentation: Augmentation, seed: int) -> torch.Tensor:
@@ -211,3 +148,10 @@ def prepare_pixels(
 def pick_prompt(example: Example, epoch: int, seed: int) -> str:
     """A caption per (epoch, example), seeded, so a resumed run captions as the first did."""
     return random.Random(f"{seed}|{epoch}|{example.label}|{example.path.name}").choice(example.prompts)
+
+
+def load_dataset(config: LoraTrainConfig) -> DatasetSplit:
+    """The run's split: class folders or one style folder, as the config says."""
+    if config.dataset == "classes":
+        return class_folder_dataset(config.data_dir, config.val_fraction, config.seed)
+    return style_dataset(config.data_dir, config.token, config.val_fraction, config.seed)

@@ -1,0 +1,3 @@
+from training.fast_style.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from training.lora.cli import main
+
+main()
