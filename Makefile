@@ -19,21 +19,24 @@ java:
 	@command -v java >/dev/null 2>&1 || { echo "TorchServe 0.12 needs Java 17: install it (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@java -version 2>&1 | head -1 | grep -Eq '"(1[7-9]|[2-9][0-9])[."]' || { echo "TorchServe 0.12 needs Java 17 or newer; found: $$(java -version 2>&1 | head -1)"; exit 1; }
 
+# Three rooms, three CLIs: weights (`python -m weightstore`), archives (`python -m archiver`),
+# operations (`python -m operations`: serving and the version lifecycle).
 weights: venv
-	$(PY) -m archiver weights synth
+	$(PY) -m weightstore synth
 
 weights-status: venv
-	$(PY) -m archiver weights status
+	$(PY) -m weightstore status
+	$(PY) -m archiver status
 
 archives: venv
 	$(PY) -m archiver build
 
 serve: venv java archives
-	$(PY) -m archiver serve
+	$(PY) -m operations serve
 
-# The same server with the model-management API open, for `python -m archiver deploy`.
+# The same server with the model-management API open, for `python -m operations deploy`.
 serve-deploy: venv java archives
-	$(PY) -m archiver serve --allow-deploy
+	$(PY) -m operations serve --allow-deploy
 
 test: venv java weights frontend-deps lint-check
 	$(PY) -m pytest $(PYTEST_ARGS)

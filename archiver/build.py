@@ -15,14 +15,12 @@ from model_archiver.model_packaging import generate_model_archive
 
 from archiver.capabilities import CAPABILITIES, Capability
 from archiver.manifest import build_manifest
-from weightstore.layout import REPO_ROOT, WeightsLayout
+from archiver.versions import archive_name
+from repo_paths import REPO_ROOT
+from weightstore.layout import WeightsLayout
 
 CODE_PACKAGES = ("handlers", "imagelab")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
-
-
-def archive_name(model: str, version: str) -> str:
-    return f"{model}-{version}.mar"
 
 
 def build_archive(
@@ -32,10 +30,13 @@ def build_archive(
     version: str = "1.0",
     lineage: Optional[dict] = None,
 ) -> Path:
-    """-> the path of the new archive in `store`. Nothing lands there unless all succeeded."""
+    """-> the path of the new archive in `store`. Nothing lands there unless all succeeded.
+    A handler TorchServe could not load, a settings key the service does not know or a real
+    LoRA that does not fit the base model fails here (ValueError), before anything is staged."""
     store = Path(store)
+    capability.check_handler()
+    plan = capability.build_plan(layout)
     store.mkdir(parents=True, exist_ok=True)
-    plan = capability.plan(layout)
     with tempfile.TemporaryDirectory(dir=store, prefix=".build-") as scratch:
         stage = Path(scratch) / "stage"
         for package in CODE_PACKAGES:
@@ -44,8 +45,7 @@ def build_archive(
             _stage_weight(weight.source, stage / weight.archive_path)
         manifest = build_manifest(capability.name, version, stage, plan, lineage)
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        config = yaml.safe_load(capability.config.read_text())
-        config["handler"] = {**(config.get("handler") or {}), **plan.handler_settings}
+        config = capability.handler_config(plan)
         config_path = Path(scratch) / "model-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         out = Path(scratch) / "out"

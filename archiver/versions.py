@@ -6,14 +6,18 @@ model gets the next major version; minor versions are left to hand-made fixes.
 
 import hashlib
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from archiver.build import archive_name
-from operations.server import ARCHIVE_NAME
-
 FIRST_VERSION = "1.0"
+ARCHIVE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+)-(?P<version>[0-9][0-9.]*)\.mar$")
+
+
+def archive_name(model: str, version: str) -> str:
+    """The store's file name of a version: `{model}-{version}.mar` (ARCHIVE_NAME parses it)."""
+    return f"{model}-{version}.mar"
 
 
 class Version(NamedTuple):
@@ -70,6 +74,15 @@ def archive_identity(archive: Path) -> ArchiveIdentity:
     with zipfile.ZipFile(archive) as bundle:
         model = json.loads(bundle.read("MAR-INF/MANIFEST.json"))["model"]
     return ArchiveIdentity(model["modelName"], model["modelVersion"])
+
+
+def archive_manifest(archive: Path) -> dict:
+    """The archiver's manifest.json inside a .mar (empty if it has none)."""
+    with zipfile.ZipFile(archive) as bundle:
+        try:
+            return json.loads(bundle.read("manifest.json"))
+        except KeyError:
+            return {}
 
 
 def verify_archive(archive: Path) -> list:

@@ -3,7 +3,7 @@ management API with token authorization.
 
 The management API's register/unregister calls are closed in the repository's config
 (`enable_model_api=false`); TorchServe cannot open them at run time. A server that is to take
-deployments is started for that purpose with `python -m archiver serve --allow-deploy`, which
+deployments is started for that purpose with `python -m operations serve --allow-deploy`, which
 sets `enable_model_api=true` for that server only (still loopback-only, still token-guarded).
 Against a closed server, `deploy` and `prune` stop with a message saying so; `rollback` only
 switches the default version, which TorchServe allows either way.
@@ -22,7 +22,8 @@ from typing import NamedTuple, Optional
 
 import requests
 
-from archiver.versions import archive_identity, parse_version, verify_archive
+from archiver.versions import archive_identity, archive_manifest, archive_path, parse_version, verify_archive
+from handlers.services.base_model_check import MANIFEST_KEY, base_model_mismatches
 from operations.server import Keys, read_keys
 from operations.smoke import SmokeResult, run_smoke_test
 
@@ -96,7 +97,7 @@ class ManagementClient:
         if answer.status_code == 405:
             raise DeployError(
                 f"{method} {path}: the server's model API is closed (enable_model_api=false). "
-                "Start the server that takes deployments with `python -m archiver serve --allow-deploy`."
+                "Start the server that takes deployments with `python -m operations serve --allow-deploy`."
             )
         if answer.status_code not in ok:
             raise DeployError(f"{method} {path}: {answer.status_code} {_message(answer)}")
@@ -147,6 +148,7 @@ def deploy(endpoint: Endpoint, archive: Path, workers: int = 1) -> DeployResult:
     corrupt = verify_archive(archive)
     if corrupt:
         raise DeployError(f"{archive.name}: weights differ from its manifest: {', '.join(corrupt)}")
+    check_base_model_of(archive)
     model, version = identity
     client = ManagementClient(endpoint)
     previous = client.default_version(model)
@@ -156,38 +158,51 @@ def deploy(endpoint: Endpoint, archive: Path, workers: int = 1) -> DeployResult:
             f"(python -m archiver build --version next) or use rollback --to {version}"
         )
     logger.info("registering %s %s with %d worker(s); %s keeps serving", model, version, workers, previous or "nothing")
+    pending = pending_marker(archive.parent, model, version)
+    pending.parent.mkdir(exist_ok=True)
+    pending.write_text(f"{previous or ''}\n")  # prune removes the version if this outlives us
+    deployed = False
     try:
         client.register(archive.name, model, workers)
-    except DeployError:
-        _withdraw(client, model, version, previous)
-        raise
-    smoke = run_smoke_test(endpoint.inference_url, model, version, endpoint.headers("inference"), endpoint.timeout_s)
-    if not smoke.ok:
-        _withdraw(client, model, version, previous)
-        raise DeployError(
-            f"smoke test of {model} {version} failed ({smoke.status}): {smoke.detail}; "
-            f"{previous or 'no version'} stays the default"
+        smoke = run_smoke_test(
+            endpoint.inference_url, model, version, endpoint.headers("inference"), endpoint.timeout_s
         )
-    logger.info("smoke test of %s %s passed in %.0f ms (%s)", model, version, smoke.elapsed_ms, smoke.detail)
-    try:
+        if not smoke.ok:
+            raise DeployError(
+                f"smoke test of {model} {version} failed ({smoke.status}): {smoke.detail}; "
+                f"{previous or 'no version'} stays the default"
+            )
+        logger.info("smoke test of %s %s passed in %.0f ms (%s)", model, version, smoke.elapsed_ms, smoke.detail)
         client.set_default(model, version)
-    except DeployError:
-        _withdraw(client, model, version, previous)
-        raise
+        deployed = True
+    finally:
+        # Any way out before the new default is set (an error, Ctrl-C, SIGTERM raised as
+        # KeyboardInterrupt) withdraws the new version: no orphan is left registered.
+        if deployed or _withdraw(client, model, version, previous):
+            pending.unlink(missing_ok=True)
     return DeployResult(model, version, previous, smoke)
 
 
-def _withdraw(client: ManagementClient, model: str, version: str, previous: Optional[str]) -> None:
-    """Best effort: the caller re-raises the error that matters, so cleanup errors only log."""
+def pending_marker(store: Path, model: str, version: str) -> Path:
+    """Written before a deploy registers, removed once it is the default or withdrawn: a
+    marker left behind (the deploy was killed, or the withdrawal failed) names an orphan."""
+    return Path(store) / ".deploys" / f"{model}-{version}.pending"
+
+
+def _withdraw(client: ManagementClient, model: str, version: str, previous: Optional[str]) -> bool:
+    """Best effort: the caller re-raises the error that matters, so cleanup errors only log.
+    -> whether the version is gone."""
     try:
         if previous is None:  # the new version was the model's only one, hence its default
             client.unregister(model)
-            return
+            return True
         if client.default_version(model) != previous:
             client.set_default(model, previous)
         client.unregister(model, version)
+        return True
     except DeployError as error:
-        logger.warning("could not withdraw %s %s: %s", model, version, error)
+        logger.warning("could not withdraw %s %s: %s; `prune` removes it later", model, version, error)
+        return False
 
 
 class RollbackResult(NamedTuple):
@@ -196,9 +211,25 @@ class RollbackResult(NamedTuple):
     to_version: str
 
 
-def rollback(endpoint: Endpoint, model: str, to: Optional[str] = None) -> RollbackResult:
+def check_base_model_of(archive: Path) -> None:
+    """DeployError when the shared base model `archive` was built against (its manifest's
+    `base_model` file hashes) is not what its folder holds now: its workers would refuse to
+    start, or (rolled back to while running) would serve other weights than it names."""
+    record = archive_manifest(archive).get(MANIFEST_KEY)
+    if not isinstance(record, dict) or record.get("embedded"):
+        return
+    problems = base_model_mismatches(record, Path(record["path"]))
+    if problems:
+        raise DeployError(
+            f"{archive.name} was built against base model {record.get('identity', '?')[:12]} at {record['path']}, "
+            f"which has changed since: {'; '.join(problems[:3])}; rebuild it (--version next) or restore the folder"
+        )
+
+
+def rollback(endpoint: Endpoint, model: str, to: Optional[str] = None, store: Optional[Path] = None) -> RollbackResult:
     """Default -> `to`, or else the highest registered version below the current default
-    (deploys go up in version, so that is the default before the last deploy)."""
+    (deploys go up in version, so that is the default before the last deploy). Given the
+    server's store, a target whose base model has changed on disk is refused."""
     client = ManagementClient(endpoint)
     current = client.default_version(model)
     if current is None:
@@ -213,21 +244,28 @@ def rollback(endpoint: Endpoint, model: str, to: Optional[str] = None) -> Rollba
         to = older[-1]
     elif to not in registered:
         raise DeployError(f"{model} {to} is not registered (registered: {', '.join(registered)})")
+    if store is not None and archive_path(store, model, to).is_file():
+        check_base_model_of(archive_path(store, model, to))
     client.set_default(model, to)
     return RollbackResult(model, current, to)
 
 
-def prune(endpoint: Endpoint, model: str, keep: int) -> list:
-    """Unregister all but the `keep` newest versions; the default always stays. -> removed."""
+def prune(endpoint: Endpoint, model: str, keep: int, store: Optional[Path] = None) -> list:
+    """Unregister all but the `keep` newest versions, and (given the server's store) every
+    orphan: a non-default version whose deploy never finished (pending_marker). The default
+    always stays. -> the removed versions."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1; got {keep}")
     client = ManagementClient(endpoint)
     default = client.default_version(model)
     registered = client.registered_versions(model)
-    kept = set(registered[-keep:]) | {default}
+    orphans = {v for v in registered if store is not None and pending_marker(store, model, v).is_file()}
+    kept = (set(registered[-keep:]) - orphans) | {default}
     removed = [v for v in registered if v not in kept]
     for version in removed:
         client.unregister(model, version)
+        if store is not None:
+            pending_marker(store, model, version).unlink(missing_ok=True)
     return removed
 
 

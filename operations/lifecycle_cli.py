@@ -1,4 +1,4 @@
-"""The lifecycle subcommands of `python -m archiver`: deploy, rollback, versions, prune,
+"""The lifecycle subcommands of `python -m operations`: deploy, rollback, versions, prune,
 export-kserve. Connection options name a running TorchServe: by its working directory
 (addresses from its config.properties, tokens from its key_file.json; default var/serve/), or
 by --url/--inference-url with --key-file or IMAGELAB_{INFERENCE,MANAGEMENT}_KEY."""
@@ -12,10 +12,10 @@ from archiver.versions import archive_path, latest_version, list_versions
 from operations.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
 from operations.kserve import export_kserve
 from operations.server import Keys
-from weightstore.layout import REPO_ROOT
+from repo_paths import MODEL_STORE as STORE
+from repo_paths import REPO_ROOT
+from repo_paths import SERVE_WORKDIR as WORKDIR
 
-STORE = REPO_ROOT / "model_store"
-WORKDIR = REPO_ROOT / "var" / "serve"
 COMMANDS = ("deploy", "rollback", "versions", "prune", "export-kserve")
 
 
@@ -85,7 +85,8 @@ def _run(args) -> None:
         export = export_kserve(args.store, args.out, token_auth=args.token_auth)
         print(
             f"exported {', '.join(export.models.values())} to {export.root} "
-            f"(mount it at /mnt/models; see deploy/k8s/README.md)"
+            f"(mount it at /mnt/models; see deploy/k8s/README.md)\n"
+            f"SHA256SUMS sha256 (the pods' sums-sha256, deploy/k8s/export-verify.yaml): {export.sums_sha256}"
         )
         return
     if args.command == "versions":
@@ -100,10 +101,10 @@ def _run(args) -> None:
             f"smoke test {result.smoke.detail} in {result.smoke.elapsed_ms:.0f} ms"
         )
     elif args.command == "rollback":
-        result = rollback(endpoint, args.model, args.to)
+        result = rollback(endpoint, args.model, args.to, args.store)
         print(f"{result.model}: default {result.from_version} -> {result.to_version}")
     elif args.command == "prune":
-        removed = prune(endpoint, args.model, args.keep)
+        removed = prune(endpoint, args.model, args.keep, args.store)
         print(f"{args.model}: unregistered {', '.join(removed) or 'nothing'}")
 
 

@@ -3,7 +3,6 @@ the load tests and the deploy flow, so there is one way to run the server."""
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -15,9 +14,9 @@ from typing import Optional
 
 import requests
 
-from weightstore.layout import REPO_ROOT
-
-ARCHIVE_NAME = re.compile(r"^(?P<model>[A-Za-z0-9_]+)-(?P<version>[0-9][0-9.]*)\.mar$")
+from archiver.versions import ARCHIVE_NAME, archive_manifest  # noqa: F401 (archive_manifest: re-exported)
+from oipfront.process import start_front_process, stop_front_process
+from repo_paths import CONFIG_PROPERTIES
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ class TorchServe:
         store: Path,
         models: dict,
         ports: Ports = Ports(),
-        config: Path = REPO_ROOT / "config.properties",
+        config: Path = CONFIG_PROPERTIES,
         overrides: Optional[dict] = None,
     ):
         self.workdir = Path(workdir)
@@ -221,8 +220,14 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
                 f"  {model}: serving TINY SYNTHETIC offline weights for {len(synthetic)} file(s) "
                 f"(drop real ones into weights/, see README): {', '.join(synthetic[:6])}"
             )
+        base = manifest.get("base_model")
+        if isinstance(base, dict):
+            where = "embedded" if base.get("embedded") else base["path"]
+            print(f"  {model}: base model {base['identity'][:12]} ({where}), checked when each worker starts")
+    front = None  # the Open Inference Protocol front on 8000/8001 (oipfront/)
     try:
         server.wait_ready()
+        front = start_front_process(server.inference_url, server.management_url, workdir)
         print(
             f"ready: inference {server.inference_url}, management {server.management_url}; "
             f"tokens in {workdir / 'key_file.json'} (inference key: {server.keys().inference})"
@@ -232,19 +237,9 @@ def serve_foreground(store: Path, workdir: Path, overrides: Optional[dict] = Non
     except KeyboardInterrupt:
         pass
     finally:
+        stop_front_process(front)
         server.stop()
 
 
 def _raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def archive_manifest(archive: Path) -> dict:
-    """The archiver's manifest.json inside a .mar (empty if it has none)."""
-    import zipfile
-
-    with zipfile.ZipFile(archive) as bundle:
-        try:
-            return json.loads(bundle.read("manifest.json"))
-        except KeyError:
-            return {}

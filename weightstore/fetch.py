@@ -1,14 +1,21 @@
-"""Download the real weights into the weights/ layout of API.md, with sha256 checks.
+"""Download the real weights into the weights/ layout of API.md, pinned and checked.
 
-Plain HTTPS with requests, resume-safe: each file grows in `{target}.part` (continued with a
-Range request after an interruption) and is renamed into place only once its digest is
-checked. The digest expected is, in this order: the one in FILES (a full sha256, or the 8-hex
-prefix torchvision puts in its file names), else the sha256 the Hugging Face hub sends for
-LFS files (X-Linked-Etag). Either way the computed digest is recorded in weights/CHECKSUMS.json,
-so later runs and `weights status` can tell an intact file from a changed one.
+Every file has a reviewed pin in weightstore/pins.json: the full sha256 of the file, and for
+Hugging Face repositories the commit to download from. A pin nobody has reviewed yet is null
+(unknown); such files are refused unless the caller asks for trust on first use
+(--trust-on-first-use), which resolves each repository's `main` to a commit once, downloads
+every file at that commit and records commit and digests in weights/CHECKSUMS.json, for a
+reviewer to copy into pins.json. A known pin that does not match discards the download.
 
-IMAGELAB_FETCH_MIRROR (or --mirror) rewrites every URL to {mirror}/{host}{path}: for a local
-mirror or cache, and for the tests, which serve fake files from 127.0.0.1.
+Hub files come through huggingface_hub (`hf_hub_download(repo_id, filename, revision=...)`,
+resumable, honouring HF_ENDPOINT and HF_TOKEN); the two files hosted elsewhere (torchvision's
+VGG19, the pytorch/examples style zip) through requests, resumable with Range requests. Either
+way a file is renamed into place only once its digest is checked.
+
+IMAGELAB_FETCH_MIRROR (or --mirror) rewrites every URL to {mirror}/{host}{path} (the hub's as
+endpoint {mirror}/huggingface.co): for a local mirror or cache, and for the tests, which serve
+fake files from 127.0.0.1. A mirror or HF_ENDPOINT over plain HTTP is refused unless asked for
+(--allow-http): the pins still hold, but an unpinned file would be anyone's on the path.
 """
 
 import hashlib
@@ -16,6 +23,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +31,9 @@ from typing import NamedTuple, Optional
 from urllib.parse import urlsplit
 
 import requests
+
+from imagelab.weights_io import sha256_of
+from weightstore.pins import COMMIT_PATTERN, PINS_FILE, Pins  # noqa: F401  (PINS_FILE: the CLI and tests)
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +54,18 @@ class RemoteFile:
     group: str  # what --only selects
     url: str
     target: str  # relative to weights/
-    sha256: Optional[str] = None  # full hex digest, or a prefix of one
+    sha256: Optional[str] = None  # a prefix of the digest the file's name promises (torchvision)
     extract: tuple = ()  # for zips: (member, target) pairs; the zip itself is then dropped
+    repo: Optional[str] = None  # a Hugging Face repository: fetched with huggingface_hub
+    path: Optional[str] = None  # the file inside `repo`
 
     def __post_init__(self):
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{8,64}", self.sha256):
             raise ValueError(f"{self.target}: sha256 must be 8 to 64 lowercase hex digits")
 
 
-def _hf(group: str, repo: str, path: str, target: str, revision: str = "main") -> RemoteFile:
-    return RemoteFile(group, f"{HF_HUB}/{repo}/resolve/{revision}/{path}", target)
+def _hf(group: str, repo: str, path: str, target: str) -> RemoteFile:
+    return RemoteFile(group, f"{HF_HUB}/{repo}/resolve/main/{path}", target, repo=repo, path=path)
 
 
 def _sd15_files(variant: Optional[str]) -> list:
@@ -131,43 +144,91 @@ def mirrored(url: str, mirror: Optional[str]) -> str:
     return f"{mirror.rstrip('/')}/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
 
 
+class Source(NamedTuple):
+    """Where this run downloads from: the mirror (or None) and the hub endpoint."""
+
+    mirror: Optional[str]
+    hub: str
+
+
+def source_for(mirror: Optional[str], allow_http: bool) -> Source:
+    """The mirror (argument, else IMAGELAB_FETCH_MIRROR) and hub endpoint (the mirror's
+    huggingface.co, else HF_ENDPOINT, else the hub); plain HTTP only when allowed."""
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+    hub = f"{mirror.rstrip('/')}/{urlsplit(HF_HUB).netloc}" if mirror else os.environ.get("HF_ENDPOINT") or HF_HUB
+    for name, url in (("mirror", mirror), ("HF_ENDPOINT", hub)):
+        if url and urlsplit(url).scheme != "https" and not allow_http:
+            raise FetchError(
+                f"the {name} {url} is not HTTPS: anyone on the path could replace an unpinned file. "
+                "Use an HTTPS mirror, or pass --allow-http for a mirror you trust (a loopback cache)"
+            )
+    return Source(mirror, hub.rstrip("/"))
+
+
 def fetch(
-    root: Path, only=None, mirror: Optional[str] = None, variant: Optional[str] = None, timeout_s: float = 60.0
+    root: Path,
+    only=None,
+    mirror: Optional[str] = None,
+    variant: Optional[str] = None,
+    timeout_s: float = 60.0,
+    allow_http: bool = False,
+    trust_on_first_use: bool = False,
+    pins: Optional[Pins] = None,
 ) -> list:
     """Download every file of the selected groups that is not already in place. -> [Fetched]"""
     root = Path(root)
     unknown = sorted(set(only or ()) - set(GROUPS))
     if unknown:
         raise ValueError(f"unknown weight groups {unknown}; known: {list(GROUPS)}")
-    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV)
+    source = source_for(mirror, allow_http)
+    pins = pins or Pins.load()
+    selected = [r for r in remote_files(variant) if not only or r.group in only]
+    unpinned = [what for remote in selected for what in pins.unknown(remote)]
+    if unpinned and not trust_on_first_use:
+        raise FetchError(
+            f"no reviewed pin for {len(unpinned)} item(s) in {PINS_FILE.name}: {', '.join(unpinned[:6])}"
+            f"{' ...' if len(unpinned) > 6 else ''}. Nothing was downloaded. Review and pin them "
+            "(see the file's note), or pass --trust-on-first-use to download at the hub's current "
+            "commit and record what arrives in CHECKSUMS.json"
+        )
     checksums = read_checksums(root)
+    revisions = dict(pins.revisions)  # trust on first use fills in one commit per repository per run
     done = []
-    for remote in remote_files(variant):
-        if only and remote.group not in only:
-            continue
-        done += _fetch_one(root, remote, mirror, checksums, timeout_s)
+    for remote in selected:
+        done += _fetch_one(root, remote, source, pins, revisions, checksums, timeout_s)
         write_checksums(root, checksums)  # after each file, so an interruption loses nothing
     return done
 
 
-def _fetch_one(root: Path, remote: RemoteFile, mirror: Optional[str], checksums: dict, timeout_s: float) -> list:
+def _fetch_one(
+    root: Path, remote: RemoteFile, source: Source, pins: Pins, revisions: dict, checksums: dict, timeout_s: float
+) -> list:
+    pinned = pins.sha256.get(remote.target)
     targets = [t for _, t in remote.extract] or [remote.target]
-    if all(_intact(root, t, remote.sha256 if not remote.extract else None, checksums) for t in targets):
+    if all(_intact(root, t, pinned if not remote.extract else None, checksums) for t in targets):
         return [Fetched(t, "present", checksums.get(t, {}).get("sha256", "")) for t in targets]
     path = root / remote.target
-    url = mirrored(remote.url, mirror)
-    logger.info("fetching %s from %s", remote.target, url)
-    digest, server_digest = _download(url, path, timeout_s)
-    expected = remote.sha256 or server_digest
+    part = path.with_name(path.name + ".part")
+    if remote.repo:
+        revision = revisions.get(remote.repo) or _resolve_main(remote, source, timeout_s)
+        revisions[remote.repo] = revision
+        url = f"{source.hub}/{remote.repo}/resolve/{revision}/{remote.path}"
+        digest, server_digest = _download_from_hub(remote, revision, source.hub, root, part, timeout_s)
+    else:
+        revision, url = None, mirrored(remote.url, source.mirror)
+        logger.info("fetching %s from %s", remote.target, url)
+        digest, server_digest = _download(url, path, timeout_s)
+    expected = pinned or remote.sha256 or server_digest
     if expected and not digest.startswith(expected):
-        path.with_name(path.name + ".part").unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         raise FetchError(
             f"{remote.target}: sha256 {digest} does not match the expected {expected} "
-            f"(from {url}); the download was discarded"
+            f"({'pinned' if pinned else 'from the server'}; from {url}); the download was discarded"
         )
-    os.replace(path.with_name(path.name + ".part"), path)
+    os.replace(part, path)
+    verified = "against the reviewed pin" if pinned else "recorded on first use"
     if not remote.extract:
-        checksums[remote.target] = _record(path, digest, remote.url, verified=bool(expected))
+        checksums[remote.target] = _record(path, digest, url, verified, revision)
         return [Fetched(remote.target, "downloaded", digest)]
     done = []
     with zipfile.ZipFile(path) as bundle:
@@ -180,11 +241,63 @@ def _fetch_one(root: Path, remote: RemoteFile, mirror: Optional[str], checksums:
             except KeyError:
                 raise FetchError(f"{remote.target} from {url} has no {member}") from None
             os.replace(staged, out)
-            member_digest = _sha256_file(out)
-            checksums[target] = _record(out, member_digest, f"{remote.url}#{member}", verified=bool(expected))
+            member_digest = sha256_of(out)
+            checksums[target] = _record(out, member_digest, f"{url}#{member}", f"{verified} (its zip)", None)
             done.append(Fetched(target, "downloaded", member_digest))
     path.unlink()
     return done
+
+
+def _resolve_main(remote: RemoteFile, source: Source, timeout_s: float) -> str:
+    """Trust on first use: the commit the hub names for `main` now (X-Repo-Commit)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        url = hf_hub_url(remote.repo, remote.path, revision="main", endpoint=source.hub)
+        commit = get_hf_file_metadata(url, timeout=timeout_s, token=os.environ.get("HF_TOKEN") or False).commit_hash
+    except Exception as error:  # huggingface_hub raises its own and httpx's errors
+        raise FetchError(f"{remote.target}: cannot resolve {remote.repo}@main at {source.hub} ({error})") from error
+    if not commit or not COMMIT_PATTERN.match(commit):
+        raise FetchError(f"{remote.target}: {source.hub} named no commit for {remote.repo}@main")
+    logger.warning("trusting %s@main = %s on first use (not a reviewed pin)", remote.repo, commit)
+    return commit
+
+
+def _download_from_hub(remote: RemoteFile, revision: str, hub: str, root: Path, part: Path, timeout_s: float) -> tuple:
+    """hf_hub_download at `revision` into weights/.downloads/hf/ (where it resumes an
+    interrupted download), then moved to `{target}.part`. -> (sha256, the hub's sha256 or None)."""
+    from huggingface_hub import hf_hub_download
+
+    staging = root / ".downloads" / "hf" / remote.repo
+    logger.info("fetching %s from %s/%s@%s", remote.target, hub, remote.repo, revision[:12])
+    try:
+        local = hf_hub_download(
+            remote.repo,
+            remote.path,
+            revision=revision,
+            local_dir=staging,
+            endpoint=hub,
+            etag_timeout=timeout_s,
+            token=os.environ.get("HF_TOKEN") or False,
+        )
+    except Exception as error:  # huggingface_hub raises its own and httpx's errors
+        raise FetchError(
+            f"{remote.target}: download of {remote.repo}/{remote.path}@{revision[:12]} from {hub} failed "
+            f"({error}); run again to resume"
+        ) from error
+    part.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(local, part)
+    return sha256_of(part), _hub_sha256(staging, remote.path)
+
+
+def _hub_sha256(staging: Path, path: str) -> Optional[str]:
+    """The etag huggingface_hub recorded for the file: the sha256 for LFS files."""
+    metadata = staging / ".cache" / "huggingface" / "download" / f"{path}.metadata"
+    try:
+        etag = metadata.read_text().splitlines()[1].strip().strip('"').lower()
+    except (OSError, IndexError):
+        return None
+    return etag if _SHA256.match(etag) else None
 
 
 def _intact(root: Path, target: str, expected: Optional[str], checksums: dict) -> bool:
@@ -194,7 +307,7 @@ def _intact(root: Path, target: str, expected: Optional[str], checksums: dict) -
     if not path.is_file():
         return False
     expected = expected or checksums.get(target, {}).get("sha256")
-    return expected is None or _sha256_file(path).startswith(expected)
+    return expected is None or sha256_of(path).startswith(expected)
 
 
 def _download(url: str, path: Path, timeout_s: float) -> tuple:
@@ -203,9 +316,6 @@ def _download(url: str, path: Path, timeout_s: float) -> tuple:
     part.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
-    token = os.environ.get("HF_TOKEN")
-    if token and urlsplit(url).netloc == urlsplit(HF_HUB).netloc:
-        headers["Authorization"] = f"Bearer {token}"
     try:
         with requests.get(url, headers=headers, stream=True, timeout=(10, timeout_s)) as answer:
             if answer.status_code == 416:  # the part is already whole (or stale): start over
@@ -247,17 +357,11 @@ def _sha256_stream(path: Path):
     return digest
 
 
-def _sha256_file(path: Path) -> str:
-    return _sha256_stream(path).hexdigest()
-
-
-def _record(path: Path, digest: str, url: str, verified: bool) -> dict:
-    return {
-        "sha256": digest,
-        "bytes": path.stat().st_size,
-        "url": url,
-        "verified": "against a known digest" if verified else "recorded at download",
-    }
+def _record(path: Path, digest: str, url: str, verified: str, revision: Optional[str]) -> dict:
+    record = {"sha256": digest, "bytes": path.stat().st_size, "url": url, "verified": verified}
+    if revision:
+        record["revision"] = revision
+    return record
 
 
 def read_checksums(root: Path) -> dict:

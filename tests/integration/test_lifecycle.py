@@ -3,8 +3,10 @@ runs it): deploy a new fast_style version, roll back, refuse broken versions, pr
 that fail leave the store alone; the KServe export serves."""
 
 import io
+import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,9 @@ from PIL import Image
 
 import archiver.build
 from archiver.build import build_archive
-from archiver.capabilities import CAPABILITIES, ArchivePlan, Capability, WeightFile
+from archiver.capabilities import CAPABILITIES, ArchivePlan, WeightFile
 from archiver.versions import verify_archive
+from handlers.services.settings import FastStyleSettings
 from imagelab.fast_style.weights import synthesize_transformer_net
 from operations.deploy import DeployError, Endpoint, ManagementClient, deploy, prune, rollback
 from operations.kserve import ExportedTorchServe, export_kserve
@@ -126,7 +129,7 @@ def test_a_failing_smoke_test_leaves_the_default_serving(endpoint, store, tmp_pa
     config["handler"].update(max_side_px=32, default_max_side_px=32)
     config_path = tmp_path / "fast_style.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    small = Capability("fast_style", FAST_STYLE.handler, config_path, FAST_STYLE.plan)
+    small = replace(FAST_STYLE, config=config_path)
     build_archive(small, WeightsLayout.default(), store, "8.0")
 
     with pytest.raises(DeployError, match=r"smoke test of fast_style 8.0 failed \(400\).*max_side_px"):
@@ -153,13 +156,11 @@ def _store_listing(store: Path) -> dict:
 
 def test_a_missing_weight_fails_the_build_naming_the_file(store, tmp_path):
     missing = tmp_path / "gone" / "candy.safetensors"
-    capability = Capability(
-        "fast_style",
-        FAST_STYLE.handler,
-        FAST_STYLE.config,
-        lambda layout: ArchivePlan(
+    capability = replace(
+        FAST_STYLE,
+        plan=lambda layout, defaults: ArchivePlan(
             [WeightFile(missing, "weights/candy.safetensors", False)],
-            {"styles": {"candy": "weights/candy.safetensors"}},
+            FastStyleSettings.from_config({**defaults, "styles": {"candy": "weights/candy.safetensors"}}),
         ),
     )
     before = _store_listing(store)
@@ -203,3 +204,36 @@ def test_the_kserve_export_serves(store, tmp_path):
         assert management.status_code == 405  # the model API stays closed in the cluster
     finally:
         server.stop()
+
+
+def test_rollback_to_a_version_built_on_another_base_model_is_refused(endpoint, store, tmp_path):
+    """animals 1.0 and 2.0 reference a shared SD folder (the tiny one, placed where a real one
+    lives) that changed between the two builds: rolling back to 1.0 would serve weights its
+    manifest does not name, so it is refused by file and 2.0 stays the default."""
+    weights = tmp_path / "weights"
+    tiny = WeightsLayout.default().tiny_root
+    shutil.copytree(tiny / "sd15", weights / "sd15")
+    shutil.copytree(tiny / "lora", weights / ".tiny" / "lora")  # same base bytes: reused, not remade
+    animals = CAPABILITIES["animals"]
+    client = ManagementClient(endpoint)
+    build_archive(animals, WeightsLayout(weights), store, "1.0")
+    try:
+        deploy(endpoint, store / "animals-1.0.mar")
+        scheduler = weights / "sd15" / "scheduler" / "scheduler_config.json"
+        scheduler.write_text(scheduler.read_text().replace("{", '{\n  "_note": "a newer download",', 1))
+        build_archive(animals, WeightsLayout(weights), store, "2.0")
+        deploy(endpoint, store / "animals-2.0.mar")
+        identities = [
+            json.loads(zipfile.ZipFile(store / f"animals-{v}.mar").read("manifest.json"))["base_model"]["identity"]
+            for v in ("1.0", "2.0")
+        ]
+        assert identities[0] != identities[1]
+
+        with pytest.raises(DeployError, match=r"animals-1.0.mar was built against base model .*scheduler_config.json"):
+            rollback(endpoint, "animals", store=store)
+        assert client.default_version("animals") == "2.0"
+    finally:
+        for version in client.registered_versions("animals"):
+            if version != client.default_version("animals"):
+                client.unregister("animals", version)
+        client.unregister("animals")

@@ -15,15 +15,16 @@ from PIL import Image, ImageDraw
 
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
+from imagelab.weights_io import sha256_of
 from operations.server import Ports, TorchServe
 from operations.smoke import gradient_png
 from training.clip_score import ClipScorer, resolve_clip_dir
 from training.evaluate import evaluate, write_reports
-from training.fast_style import FastStyleTrainConfig, train_fast_style
-from training.fast_style import lineage_of as fast_style_lineage
-from training.lora import archive_path_for, lineage_of, train_lora
-from training.lora_config import LoraTrainConfig
-from training.publish import publish
+from training.fast_style.config import FastStyleTrainConfig
+from training.fast_style.train import train_fast_style
+from training.job_cli import archive_run
+from training.lora.config import LoraTrainConfig
+from training.lora.train import train_lora
 from weightstore.layout import WeightsLayout
 
 STYLE, LORA_STYLE = "swirl", "blocky"
@@ -56,7 +57,7 @@ def trained(tmp_path_factory):
     previous_tempdir, tempfile.tempdir = tempfile.tempdir, str(root / "tmp")
     default = WeightsLayout.default()
     for capability in ("fast_style", "txt2img"):
-        CAPABILITIES[capability].plan(default)  # makes sure the default tiny twins exist
+        CAPABILITIES[capability].build_plan(default)  # makes sure the default tiny twins exist
     weights = root / "weights"
     (weights / ".tiny").mkdir(parents=True)
     for entry in default.tiny_root.iterdir():
@@ -81,15 +82,7 @@ def trained(tmp_path_factory):
             validation_images=0,
         )
         lora_run = train_lora(lora_config, root / "runs" / "lora-run", argv=["test"])
-        txt2img = publish(
-            "txt2img",
-            lora_run.lora_path,
-            archive_path_for(lora_config),
-            weights,
-            store,
-            lineage_of(lora_run, lora_config),
-            base_model_dir=lora_run.model_dir,
-        )
+        txt2img = archive_run(lora_run, store)  # what `--archive` does: publish into weights/, build
         style_image = root / "style.png"
         Image.radial_gradient("L").convert("RGB").resize((48, 48)).save(style_image)
         fast_config = FastStyleTrainConfig(
@@ -103,14 +96,7 @@ def trained(tmp_path_factory):
             checkpoint_every=0,
         )
         fast_run = train_fast_style(fast_config, root / "runs" / "fast-run", argv=["test"])
-        fast_style = publish(
-            "fast_style",
-            fast_run.weights_path,
-            f"fast_style/{STYLE}.safetensors",
-            weights,
-            store,
-            fast_style_lineage(fast_run, fast_config),
-        )
+        fast_style = archive_run(fast_run, store)
     finally:
         torch.set_num_threads(threads)
         tempfile.tempdir = previous_tempdir
@@ -160,8 +146,28 @@ def test_versions_follow_the_store_and_manifests_carry_the_run(trained):
     assert lineage["final_metrics"]["epoch"] == 2 and np.isfinite(lineage["final_metrics"]["train_loss"])
     trained_entry = next(w for w in manifest["weights"] if w["path"] == f"lora/{LORA_STYLE}.safetensors")
     assert trained_entry["sha256"] == lineage["exported"]["sha256"] and trained_entry["synthetic"] is False
-    # The weights root itself is untouched: the trained files lived in a scratch overlay.
-    assert not (trained["weights"] / "lora").exists() and not (trained["weights"] / "fast_style").exists()
+    # Published explicitly: the trained files now live in the weights root under the
+    # capability's naming, byte for byte what the run exported.
+    published = trained["weights"] / "lora" / f"{LORA_STYLE}.safetensors"
+    assert sha256_of(published) == lineage["exported"]["sha256"]
+    assert sha256_of(trained["weights"] / "fast_style" / f"{STYLE}.safetensors") == sha256_of(
+        trained["fast_run"].weights_path
+    )
+
+
+def test_the_next_plain_build_keeps_the_trained_styles(trained, tmp_path):
+    """What `make archives` does next: a build from the weights root alone, no run in sight."""
+    layout = WeightsLayout(trained["weights"])
+    for model, style in (("txt2img", LORA_STYLE), ("fast_style", STYLE)):
+        archive = build_archive(CAPABILITIES[model], layout, tmp_path / "store", "1.0")
+        with zipfile.ZipFile(archive) as bundle:
+            manifest = json.loads(bundle.read("manifest.json"))
+        entries = {w["path"]: w for w in manifest["weights"]}
+        trained_path = f"lora/{style}.safetensors" if model == "txt2img" else f"weights/{style}.safetensors"
+        assert entries[trained_path]["synthetic"] is False
+        with zipfile.ZipFile(trained[model].archive) as bundle:
+            first = {w["path"]: w["sha256"] for w in json.loads(bundle.read("manifest.json"))["weights"]}
+        assert entries[trained_path]["sha256"] == first[trained_path]
 
 
 def test_trained_fast_style_is_listed_and_served_by_name(served, trained):
