@@ -1,5 +1,7 @@
 // Everything the playground asks the server goes through the gateway's same-origin /api/...;
 // the gateway adds TorchServe's keys, so none is ever in this code or the browser.
+// The gateway takes a POST or PUT only with this header (gateway/guard.py): no cross-site page can add it.
+const CLIENT = { "X-Imagelab-Client": "playground" };
 
 /** A refusal in the server's shape: {code, type, message, field}. */
 export class ApiError extends Error {
@@ -40,14 +42,14 @@ export const modelVersions = (model, signal) => getJson(`/api/models/${model}/al
 export const gatewayInfo = (signal) => getJson("/api/gateway", signal);
 
 export async function setDefaultVersion(model, version) {
-  const response = await fetch(`/api/models/${model}/${version}/set-default`, { method: "PUT" });
+  const response = await fetch(`/api/models/${model}/${version}/set-default`, { method: "PUT", headers: CLIENT });
   if (!response.ok) throw await toApiError(response);
   return response.json();
 }
 
 /** One request, one image back as itself. -> {blob, contentType} */
 export async function predictImage(model, form, signal) {
-  const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal });
+  const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal, headers: CLIENT });
   if (!response.ok) throw await toApiError(response);
   return { blob: await response.blob(), contentType: response.headers.get("Content-Type") };
 }
@@ -60,7 +62,7 @@ export async function predictImage(model, form, signal) {
 export async function predictStream(model, form, { onProgress, signal }) {
   form.set("stream", "true");
   form.set("response_format", "json");
-  const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal });
+  const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal, headers: CLIENT });
   if (!response.ok) throw await toApiError(response);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();

@@ -42,8 +42,13 @@ pytestmark = pytest.mark.skipif(bool(_missing()), reason=_missing() or "ready")
 
 @pytest.fixture(scope="module")
 def playground(server):
-    config = GatewayConfig(inference_url=server.url, management_url=server.management_url,
-                           key_file=server.process.workdir / "key_file.json", static_dir=FRONTEND / "dist", port=0)
+    config = GatewayConfig(
+        inference_url=server.url,
+        management_url=server.management_url,
+        key_file=server.process.workdir / "key_file.json",
+        static_dir=FRONTEND / "dist",
+        port=0,
+    )
     gateway = make_gateway(config)
     gateway.start_background()
     yield gateway
@@ -60,12 +65,23 @@ def seen(playground, server, photo_jpeg, texture_png, tmp_path_factory) -> dict:
     (inputs / "not_image.jpg").write_bytes(NOT_AN_IMAGE)
     REPORTS.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ, "BASE_URL": playground.url, "OUT_DIR": str(REPORTS), "FRONTEND_DIR": str(FRONTEND),
-        "CHROMIUM": CHROMIUM, "PHOTO": str(inputs / "photo.jpg"), "TEXTURE": str(inputs / "texture.png"),
-        "NOT_IMAGE": str(inputs / "not_image.jpg"), "SECRETS": f"{server.keys.inference},{server.keys.management}",
+        **os.environ,
+        "BASE_URL": playground.url,
+        "OUT_DIR": str(REPORTS),
+        "FRONTEND_DIR": str(FRONTEND),
+        "CHROMIUM": CHROMIUM,
+        "PHOTO": str(inputs / "photo.jpg"),
+        "TEXTURE": str(inputs / "texture.png"),
+        "NOT_IMAGE": str(inputs / "not_image.jpg"),
+        "SECRETS": f"{server.keys.inference},{server.keys.management}",
     }
-    done = subprocess.run(["node", str(Path(__file__).with_name("e2e.mjs"))], env=env, capture_output=True,
-                          text=True, timeout=BROWSER_TIMEOUT_S)
+    done = subprocess.run(
+        ["node", str(Path(__file__).with_name("e2e.mjs"))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BROWSER_TIMEOUT_S,
+    )
     assert done.returncode == 0, f"the browser run failed:\n{done.stderr[-4000:]}"
     return json.loads(done.stdout)
 
@@ -174,11 +190,27 @@ def test_no_key_reaches_the_browser(seen):
     assert result["consoleErrors"] == []
 
 
-@pytest.mark.parametrize("name, width", [
-    *((f"laptop-{page}", 1280) for page in ("fast-style", "fast-style-error", "custom-style", "text-to-image",
-                                           "text-to-image-error", "animals", "models")),
-    *((f"phone-{page}", 390) for page in ("fast-style", "fast-style-result", "custom-style", "text-to-image", "animals", "models")),
-])
+@pytest.mark.parametrize(
+    "name, width",
+    [
+        *(
+            (f"laptop-{page}", 1280)
+            for page in (
+                "fast-style",
+                "fast-style-error",
+                "custom-style",
+                "text-to-image",
+                "text-to-image-error",
+                "animals",
+                "models",
+            )
+        ),
+        *(
+            (f"phone-{page}", 390)
+            for page in ("fast-style", "fast-style-result", "custom-style", "text-to-image", "animals", "models")
+        ),
+    ],
+)
 def test_screenshots_of_each_page_are_written(seen, name, width):
     with Image.open(REPORTS / f"{name}.png") as shot:
         assert shot.width == width and shot.height >= 600

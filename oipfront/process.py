@@ -1,0 +1,37 @@
+"""The front as a child process of `make serve` (operations/server.py serve_foreground): started
+once TorchServe is ready, stopped with it. Its own process, because its gRPC messages share
+Triton's protobuf package name (grpc_stubs.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from oipfront.config import FrontConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STOP_TIMEOUT_S = 10
+
+
+def start_front_process(inference_url: str, management_url: str, workdir: Path) -> subprocess.Popen:
+    """On Triton's default ports; the callers' key goes to {workdir}/oip_key.json."""
+    defaults = FrontConfig()
+    command = [
+        sys.executable, "-m", "oipfront",
+        "--http-port", str(defaults.http_port), "--grpc-port", str(defaults.grpc_port),
+        "--inference", inference_url, "--management", management_url,
+        "--key-file", str(Path(workdir) / "key_file.json"),
+        "--caller-key-file", str(Path(workdir) / "oip_key.json"),
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO_ROOT)
+
+
+def stop_front_process(process: Optional[subprocess.Popen]) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
