@@ -8,6 +8,8 @@ import logging
 import os
 from pathlib import Path
 
+from handlers.common import log_safety
+from handlers.common import metrics as m
 from handlers.common.faults import FaultInjector
 from handlers.common.runner import BatchRunner
 from handlers.common.service import Service, ServiceContext
@@ -25,6 +27,7 @@ class TorchServeHandler:
         self.initialized = False
 
     def initialize(self, ctx) -> None:
+        log_safety.install()  # no request can write a line of its own into the worker's log
         properties = ctx.system_properties
         model_config = ctx.model_yaml_config or {}
         settings = dict(model_config.get("handler") or {})
@@ -63,9 +66,9 @@ class TorchServeHandler:
         self.initialized = True
 
     def handle(self, data: list, ctx) -> list:
-        if ctx.get_request_header(0, "describe") == "True":
-            return [json.dumps(self.service.describe())]
         batch = [(raw, ctx.get_all_request_header(i)) for i, raw in enumerate(data)]
+        if is_describe_call(batch):
+            return [json.dumps(self.service.describe())]
 
         def send_chunk(index: int, chunk: bytes) -> None:
             from ts.handler_utils.utils import send_intermediate_predict_response
@@ -91,6 +94,25 @@ class TorchServeHandler:
         return [reply.body for reply in replies]
 
 
+def is_describe_call(batch: list) -> bool:
+    """Whether this batch is TorchServe's own describe call (`GET /models/{m}?customized=true`).
+
+    TorchServe 0.12 marks it only with a `describe: True` request header, and forwards every
+    HTTP header of inference requests too, so a header alone proves nothing. What only the
+    management call has: it runs alone (the frontend never batches it) and carries no input
+    at all. An inference request always has one: a `body` part, or form fields, except for an
+    empty form post, which says so with its form Content-Type."""
+    if len(batch) != 1:
+        return False
+    raw, headers = batch[0]
+    lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
+    form = lowered.get("content-type", "").split(";")[0].strip().lower() in FORM_TYPES
+    return headers.get("describe") == "True" and not raw and not form
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 def _is_grpc(headers: dict) -> bool:
     """gRPC requests reach the handler with no HTTP request headers at all, only the
     per-field content types that every request has."""
@@ -105,11 +127,15 @@ class TorchServeMetrics:
         self.ctx = ctx
 
     def count(self, name: str, value: float, dimensions: dict) -> None:
-        from ts.metrics.dimension import Dimension
 
-        self.ctx.metrics.add_counter(name, value, None, [Dimension(k, str(v)) for k, v in dimensions.items()])
+        self.ctx.metrics.add_counter(name, value, None, _dimensions(dimensions))
 
     def gauge_ms(self, name: str, value_ms: float, dimensions: dict) -> None:
-        from ts.metrics.dimension import Dimension
 
-        self.ctx.metrics.add_time(name, value_ms, None, "ms", [Dimension(k, str(v)) for k, v in dimensions.items()])
+        self.ctx.metrics.add_time(name, value_ms, None, "ms", _dimensions(dimensions))
+
+
+def _dimensions(dimensions: dict) -> list:
+    from ts.metrics.dimension import Dimension
+
+    return [Dimension(m.label(k), m.label(v)) for k, v in dimensions.items()]

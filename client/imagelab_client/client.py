@@ -11,7 +11,8 @@ from imagelab_client.auth import Credentials
 from imagelab_client.errors import AuthError
 from imagelab_client.images import ImageInput, image_bytes
 from imagelab_client.results import ImageResult
-from imagelab_client.transports import RetryPolicy, make_transport
+from imagelab_client.transports import RetryPolicy
+from imagelab_client.transports.factory import make_transport
 
 OnProgress = Callable[[dict], None]
 

@@ -1,4 +1,6 @@
-"""Typed, range-checked request fields. Every error names the field and what it accepts.
+"""Typed, range-checked request field getters. Every error names the field and what it accepts.
+Which getter each field uses, with which limits, is declared once per model in its FieldSpec
+(handlers/common/spec.py).
 
 Values may arrive as bytes (multipart parts, gRPC, query strings), str or JSON scalars
 (JSON bodies, v2 tensors), so each getter accepts all of them and converts once.

@@ -1,6 +1,7 @@
 """What the handlers count, independent of how a server exports it. The TorchServe adapter
 turns these calls into TorchServe metrics (Prometheus on the metrics port)."""
 
+import re
 from typing import Protocol
 
 IMAGES_PRODUCED = "ImagelabImagesProduced"
@@ -22,3 +23,17 @@ class NullMetrics:
 
     def gauge_ms(self, name: str, value_ms: float, dimensions: dict) -> None:
         pass
+
+
+UNKNOWN_LABEL = "unknown"
+MAX_LABEL_CHARS = 64
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def label(value: object) -> str:
+    """A metric dimension value that cannot break the exported line: TorchServe writes metrics
+    as `[METRICS]name.unit:value|#dim:value,...` log lines that the frontend re-parses, and
+    Prometheus keeps every distinct value as a series forever. Callers pass only values from
+    a known set; this is the second fence."""
+    text = _LABEL_UNSAFE.sub("_", str(value))[:MAX_LABEL_CHARS]
+    return text or UNKNOWN_LABEL

@@ -14,9 +14,12 @@ from typing import Optional
 
 import numpy as np
 
-from handlers.common.errors import InvalidField
+from handlers.common.errors import InvalidField, TooLarge
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# Every field is one value (shape [1]); these bound what a tensor may hold before it is read.
+MAX_ELEMENTS = 64
+MAX_DEPTH = 8
 
 # v2 datatype -> numpy little-endian dtype for binary tensor data.
 NUMERIC_DTYPES = {
@@ -52,8 +55,12 @@ def is_oip_json(body) -> bool:
     return isinstance(body, dict) and isinstance(body.get("inputs"), list)
 
 
-def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
-    """A v2 infer request (dict, or bytes with the binary extension) -> (fields, request)."""
+def parse_oip(body, header_length: Optional[str], field_names: Optional[frozenset] = None) -> tuple[dict, OipRequest]:
+    """A v2 infer request (dict, or bytes with the binary extension) -> (fields, request).
+
+    Names, datatypes and sizes of every tensor are checked before any tensor data is read, so
+    a 64 MiB tensor of an unknown name, or a numeric one larger than a field can be, costs
+    nothing. `field_names`, when given, are the only input names accepted."""
     blob = b""
     if header_length is not None:
         try:
@@ -64,58 +71,90 @@ def parse_oip(body, header_length: Optional[str]) -> tuple[dict, OipRequest]:
             if not 0 < split <= len(raw):
                 raise ValueError
             body, blob = json.loads(raw[:split]), raw[split:]
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise InvalidField(
                 f"{HEADER_LENGTH} must give the length of a JSON header inside the body",
                 "inputs",
             ) from None
     if not is_oip_json(body):
         raise InvalidField("a v2 infer request needs an 'inputs' list of tensors", "inputs")
-    fields, offset = {}, 0
-    for tensor in body["inputs"]:
-        name, values, offset = _read_tensor(tensor, blob, offset)
-        fields[name] = values[0] if len(values) == 1 else values
-    if offset != len(blob):
+    outputs = _outputs(body)
+    tensors = [_check_tensor(tensor, field_names) for tensor in body["inputs"]]
+    end = 0
+    for tensor in tensors:
+        end += tensor.size or 0
+        if end > len(blob):
+            raise InvalidField(f"input '{tensor.name}': binary_data_size does not fit the body", tensor.name)
+    if end != len(blob):
         raise InvalidField("binary tensor data is longer than the inputs declare", "inputs")
-    outputs = body.get("outputs")
-    if outputs is not None and not (
-        isinstance(outputs, list)
-        and all(isinstance(o, dict) and isinstance(_object(o, "outputs"), dict) for o in outputs)
-    ):
-        raise InvalidField("'outputs' must be a list of objects", "outputs")
+    fields, offset = {}, 0
+    for tensor in tensors:
+        values, offset = _read_tensor(tensor, blob, offset)
+        fields[tensor.name] = values[0] if len(values) == 1 else values
     parameters = _object(body, "parameters")
-    binary = {out.get("name") for out in outputs or () if _object(out, "outputs").get("binary_data")}
+    binary = {out["name"] for out in outputs or () if _object(out, "outputs").get("binary_data")}
     request = OipRequest(
         id=body.get("id"),
         binary_outputs=frozenset(binary),
         all_binary=bool(parameters.get("binary_data_output", False)),
-        requested_outputs=tuple(out.get("name") for out in outputs) if outputs else None,
+        requested_outputs=tuple(out["name"] for out in outputs) if outputs else None,
     )
     return fields, request
 
 
-def _read_tensor(tensor, blob: bytes, offset: int):
+def _outputs(body: dict) -> Optional[list]:
+    outputs = body.get("outputs")
+    if outputs is not None and not (
+        isinstance(outputs, list)
+        and all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) and isinstance(_object(o, "outputs"), dict)
+            for o in outputs
+        )
+    ):
+        raise InvalidField("'outputs' must be a list of objects, each with a 'name' string", "outputs")
+    return outputs
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    datatype: str
+    size: Optional[int]  # bytes of binary data, None for JSON data
+    data: object = None
+
+
+def _check_tensor(tensor, field_names: Optional[frozenset]) -> _Tensor:
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise InvalidField("every v2 input needs a 'name'", "inputs")
     name, datatype = tensor["name"], str(tensor.get("datatype", "")).upper()
+    if field_names is not None and name not in field_names:
+        raise InvalidField(f"unknown input '{name[:40]}'; accepted inputs: {', '.join(sorted(field_names))}", name)
     size = _object(tensor, name).get("binary_data_size")
     if size is None:
-        data = tensor.get("data")
-        if not isinstance(data, list):
-            data = [data]
-        return name, _flatten(data), offset
-    if not isinstance(size, int) or size < 0 or offset + size > len(blob):
-        raise InvalidField(f"input '{name}': binary_data_size does not fit the body", name)
-    chunk = blob[offset : offset + size]
+        return _Tensor(name, datatype, None, tensor.get("data"))
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidField(f"input '{name}': binary_data_size must be a whole number of bytes", name)
     if datatype == "BYTES":
-        return name, _split_bytes(chunk, name), offset + size
+        return _Tensor(name, datatype, size)
     if datatype not in NUMERIC_DTYPES:
         raise InvalidField(f"input '{name}': unsupported datatype '{datatype}'", name)
+    if size > MAX_ELEMENTS * np.dtype(NUMERIC_DTYPES[datatype]).itemsize:
+        raise TooLarge(f"input '{name}': a {datatype} input holds at most {MAX_ELEMENTS} values", name)
+    return _Tensor(name, datatype, size)
+
+
+def _read_tensor(tensor: _Tensor, blob: bytes, offset: int) -> tuple[list, int]:
+    name = tensor.name
+    if tensor.size is None:
+        return _flatten(tensor.data, name), offset
+    chunk, offset = blob[offset : offset + tensor.size], offset + tensor.size
+    if tensor.datatype == "BYTES":
+        return _split_bytes(chunk, name), offset
     try:
-        values = np.frombuffer(chunk, dtype=NUMERIC_DTYPES[datatype]).tolist()
+        values = np.frombuffer(chunk, dtype=NUMERIC_DTYPES[tensor.datatype]).tolist()
     except ValueError:
-        raise InvalidField(f"input '{name}': {size} bytes is not a whole {datatype}", name) from None
-    return name, values, offset + size
+        raise InvalidField(f"input '{name}': {tensor.size} bytes is not a whole {tensor.datatype}", name) from None
+    return values, offset
 
 
 def _object(holder: dict, field: str) -> dict:
@@ -138,14 +177,30 @@ def _split_bytes(chunk: bytes, name: str) -> list:
             raise InvalidField(f"input '{name}': truncated BYTES element", name)
         values.append(chunk[pos : pos + length])
         pos += length
+        if len(values) > MAX_ELEMENTS:
+            raise TooLarge(f"input '{name}': a BYTES input holds at most {MAX_ELEMENTS} values", name)
     return values
 
 
-def _flatten(data: list) -> list:
-    out = []
-    for item in data:
-        out.extend(_flatten(item) if isinstance(item, list) else [item])
+def _flatten(data, name: str) -> list:
+    """JSON tensor data (nested lists, row-major) -> its elements; bounded in depth and count."""
+    out, stack = [], [iter(data if isinstance(data, list) else [data])]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            if len(stack) > MAX_DEPTH:
+                raise InvalidField(f"input '{name}': data nests deeper than {MAX_DEPTH} levels", name)
+            stack.append(iter(item))
+        else:
+            out.append(item)
+            if len(out) > MAX_ELEMENTS:
+                raise TooLarge(f"input '{name}': at most {MAX_ELEMENTS} values", name)
     return out
+
+
+_END = object()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from handlers.common.oip import HEADER_LENGTH, OipRequest, is_oip_json, parse_oi
 
 # Keys TorchServe adds that are not request fields.
 TRANSPORT_KEYS = ("model_name",)
+# Names errors use for the request as a whole rather than one field.
+PAYLOAD_FIELDS = frozenset({"body", "inputs", "outputs", "parameters"})
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,16 @@ class Payload:
     oip: Optional[OipRequest] = None  # set when the request spoke the v2 protocol
 
 
-def parse_payload(raw: Mapping, headers: Mapping[str, str], raw_image_field: Optional[str]) -> Payload:
+def parse_payload(
+    raw: Mapping,
+    headers: Mapping[str, str],
+    raw_image_field: Optional[str],
+    field_names: Optional[frozenset] = None,
+) -> Payload:
     """raw: TorchServe's per-request dict; headers: its request headers (any case);
-    raw_image_field: the field a bare image body fills (None for models with no or two images)."""
+    raw_image_field: the field a bare image body fills (None for models with no or two images);
+    field_names: the model's fields, if known, so v2 tensors of other names are refused
+    before their data is read."""
     lowered = {str(k).lower(): v for k, v in headers.items() if isinstance(v, str)}
     fields = {k: v for k, v in raw.items() if k not in ("body", "data") + TRANSPORT_KEYS}
     body = raw.get("body", raw.get("data"))
@@ -33,7 +42,7 @@ def parse_payload(raw: Mapping, headers: Mapping[str, str], raw_image_field: Opt
         return Payload(fields)
     header_length = lowered.get(HEADER_LENGTH.lower())
     if header_length is not None or is_oip_json(body):
-        oip_fields, oip = parse_oip(body, header_length)
+        oip_fields, oip = parse_oip(body, header_length, field_names)
         return Payload({**fields, **oip_fields}, oip)
     if isinstance(body, dict):
         return Payload({**fields, **body})
@@ -52,6 +61,8 @@ def _json_object(body) -> dict:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidField("the body is not valid JSON", "body") from None
+    except RecursionError:  # e.g. "[" * 100000: deeper than any request's fields
+        raise InvalidField("the JSON body nests too deeply", "body") from None
     if not isinstance(parsed, dict):
         raise InvalidField("the JSON body must be an object of fields", "body")
     return parsed

@@ -4,7 +4,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 
-from handlers.common.errors import RequestError
+from handlers.common.errors import ServiceError
 from handlers.common.images import OUTPUT_FORMATS, encode_image
 from handlers.common.oip import OipOutput, OipRequest, encode_oip
 from handlers.common.service import ImageResult, OutputOptions
@@ -69,13 +69,14 @@ def result_reply(
     return Reply(200, body, {"Content-Type": content_type})
 
 
-def error_reply(error: RequestError, oip: OipRequest = None, streaming: bool = False) -> Reply:
+def error_reply(error: ServiceError, oip: OipRequest = None, streaming: bool = False) -> Reply:
     body = error.body()
     if oip is not None:
         body["error"] = error.message  # what Triton's clients read
     if streaming:
         return Reply(200, stream_line({**body, "type": "error", "error_type": body["type"]}), {"Content-Type": NDJSON})
-    return Reply(error.status, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **error.headers()}
+    return Reply(error.status, json.dumps(body).encode("utf-8"), headers)
 
 
 def stream_line(event: dict) -> bytes:

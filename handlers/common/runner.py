@@ -1,5 +1,6 @@
 """Runs one batch through a Service and answers each request on its own: a bad request gets
-its own 4xx while its neighbours succeed (as Triton's Python backend answers per request)."""
+its own 4xx while its neighbours succeed (as Triton's Python backend answers per request), and
+a failure in predict stays with the requests it hit."""
 
 import logging
 import time
@@ -7,11 +8,12 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from handlers.common import metrics as m
-from handlers.common.errors import OutOfMemory, RequestError, ServerFault
+from handlers.common.errors import OutOfMemory, RequestError, ServerFault, ServiceError
+from handlers.common.faults import FIELD as FAULT_FIELD
 from handlers.common.faults import FaultInjector
 from handlers.common.fields import Fields
 from handlers.common.metrics import MetricsSink, NullMetrics
-from handlers.common.payload import parse_payload
+from handlers.common.payload import PAYLOAD_FIELDS, parse_payload
 from handlers.common.responses import Reply, error_reply, result_reply, stream_line
 from handlers.common.service import ImageResult, Service
 
@@ -44,6 +46,13 @@ class BatchRunner:
         self.model_version = model_version
         self.metrics = metrics
         self.faults = faults
+        # Metric labels come only from names the model knows: a client's unknown field must
+        # not become a label (an unbounded Prometheus series, or a forged metric line).
+        # `request_fields` also lets the v2 parser refuse unknown tensors before reading them.
+        names = getattr(service, "field_names", None)
+        fault_field = frozenset({FAULT_FIELD} if faults.enabled else ())
+        self.request_fields = frozenset(names) | fault_field if names else None  # empty: not declared
+        self.field_labels = (self.request_fields or fault_field) | PAYLOAD_FIELDS
 
     def run(self, batch: list, send_chunk: Optional[SendChunk] = None) -> list:
         """batch: (request dict, request headers) per request -> one Reply per request."""
@@ -53,7 +62,7 @@ class BatchRunner:
             started = time.perf_counter()
             payload = None
             try:
-                payload = parse_payload(raw, headers, self.service.raw_image_field)
+                payload = parse_payload(raw, headers, self.service.raw_image_field, self.request_fields)
                 fields = dict(payload.fields)
                 faults.append(self.faults.take(fields))
                 request = self.service.decode_request(Fields(fields))
@@ -61,7 +70,7 @@ class BatchRunner:
                     request.output = replace(request.output, stream=False)  # v2 has no stream
                 decode_ms = (time.perf_counter() - started) * 1000
                 pending.append(_Pending(index, request, payload.oip, decode_ms, started))
-            except RequestError as error:
+            except ServiceError as error:
                 replies[index] = self._reject(error, payload.oip if payload else None)
             except Exception:  # a bug, not bad input: say so and keep the trace
                 logger.exception("decoding request %d failed", index)
@@ -71,31 +80,47 @@ class BatchRunner:
         return replies
 
     def _predict(self, pending: list, replies: list, send_chunk: Optional[SendChunk], faults: list) -> None:
-        streamed = set()
+        streamed, unreachable = set(), set()
 
         def progress(position: int, event: dict) -> None:
             item = pending[position]
-            if send_chunk is not None and item.request.output.stream:
-                streamed.add(item.index)
+            if send_chunk is None or not item.request.output.stream or item.index in unreachable:
+                return
+            try:
                 send_chunk(item.index, stream_line({"type": "progress", **event}))
+                streamed.add(item.index)
+            except Exception:  # e.g. the client went away: its neighbours carry on
+                logger.exception("streaming progress of request %d failed; no more progress for it", item.index)
+                unreachable.add(item.index)
 
         started = time.perf_counter()
         try:
             self.faults.apply(faults)
             results = self.service.predict([p.request for p in pending], progress)
-        except Exception as error:  # answer every request; the worker lives on
+        except Exception as error:  # nothing came back: answer every request; the worker lives on
             logger.exception("predict failed for a batch of %d", len(pending))
-            results = [_fault(error)] * len(pending)
+            results = [_server_error(error)] * len(pending)
         if not isinstance(results, list) or len(results) != len(pending):
+            # Which result belongs to which request is unknown: nobody gets a neighbour's image.
             logger.error("predict returned %r for %d requests", type(results), len(pending))
             results = [ServerFault("internal error while predicting")] * len(pending)
         predict_ms = (time.perf_counter() - started) * 1000
+        logged = set()
         for item, result in zip(pending, results):
             streaming = item.index in streamed
-            if not isinstance(result, (RequestError, ImageResult)):
+            if isinstance(result, Exception) and not isinstance(result, ServiceError):
+                if id(result) not in logged:  # one trace per failure, not per request it failed
+                    logged.add(id(result))
+                    logger.error(
+                        "predict failed for request %d",
+                        item.index,
+                        exc_info=(type(result), result, result.__traceback__),
+                    )
+                result = _server_error(result)
+            elif not isinstance(result, (ServiceError, ImageResult)):
                 logger.error("%s.predict returned %r", type(self.service).__name__, type(result))
                 result = ServerFault("internal error while predicting")
-            if isinstance(result, RequestError):
+            if isinstance(result, ServiceError):
                 replies[item.index] = self._reject(result, item.oip, streaming)
                 continue
             result.timings_ms = {"decode": item.decode_ms, "batch_predict": predict_ms, **result.timings_ms}
@@ -109,11 +134,14 @@ class BatchRunner:
                 continue
             self._count_success(result, (time.perf_counter() - item.started) * 1000)
 
-    def _reject(self, error: RequestError, oip=None, streaming: bool = False) -> Reply:
-        if isinstance(error, ServerFault):
-            self.metrics.count(m.SERVER_FAULTS, 1, {})
+    def _reject(self, error: ServiceError, oip=None, streaming: bool = False) -> Reply:
+        """Client errors count as rejected requests (by reason and field), server errors as
+        server faults (by reason): a 504 or 507 is not the client's doing."""
+        if isinstance(error, RequestError):
+            field = "-" if error.field is None else error.field if error.field in self.field_labels else m.UNKNOWN_LABEL
+            self.metrics.count(m.REJECTED_REQUESTS, 1, {"Reason": error.type, "Field": field})
         else:
-            self.metrics.count(m.REJECTED_REQUESTS, 1, {"Reason": error.type, "Field": error.field or "-"})
+            self.metrics.count(m.SERVER_FAULTS, 1, {"Reason": error.type})
         return error_reply(error, oip, streaming)
 
     def _count_success(self, result: ImageResult, latency_ms: float) -> None:
@@ -124,8 +152,11 @@ class BatchRunner:
             self.metrics.count(m.NAN_DECODE_RETRIES, retries, {})
 
 
-def _fault(error: Exception) -> RequestError:
-    """MemoryError and torch's (CUDA) out-of-memory RuntimeError are 507; the rest 500."""
+def _server_error(error: Exception) -> ServiceError:
+    """A typed error as it is; MemoryError and torch's (CUDA) out-of-memory RuntimeError are
+    507; anything else 500."""
+    if isinstance(error, ServiceError):
+        return error
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return OutOfMemory("out of memory; retry with a smaller image, fewer steps or later")
     return ServerFault("internal error while predicting")

@@ -1,15 +1,17 @@
 """The contract every capability implements, modelled on LitServe's: `setup` once per worker,
-then per batch `decode_request` -> `predict` -> `encode_response`. Nothing here knows
-TorchServe; `handlers/torchserve_adapter.py` is the only file that does."""
+then per batch `decode_request` (the model's FieldSpec) -> `predict`; the runner encodes the
+results (handlers/common/responses.py). Nothing here knows TorchServe;
+`handlers/torchserve_adapter.py` is the only file that does."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from PIL import Image
 
 from handlers.common.fields import Fields
 from handlers.common.images import OUTPUT_FORMATS
+from handlers.common.spec import Field, FieldSpec
 
 # progress(index of the request in the list given to predict, event) -> None
 Progress = Callable[[int, dict], None]
@@ -24,38 +26,44 @@ class ServiceContext:
     device: str  # "cpu" or "cuda:N"
 
 
+# How a result goes back, shared by every capability (API.md, Responses).
+OUTPUT_SPEC = FieldSpec(
+    Field("format", "choice", "Encoding of the returned images", default="png", choices=tuple(OUTPUT_FORMATS)),
+    Field("quality", "integer", "JPEG and WEBP quality; PNG is lossless", default=90, low=1, high=100),
+    Field(
+        "response_format",
+        "choice",
+        "image: the encoded image itself; json: base64 images with seeds and parameters",
+        default="image",
+        choices=("image", "json"),
+    ),
+)
+STREAM_FIELD = Field("stream", "boolean", "Send progress events as NDJSON lines before the result", default=False)
+OUTPUT_FIELDS = tuple(f.name for f in OUTPUT_SPEC)
+
+
+def output_spec(streams: bool) -> FieldSpec:
+    return FieldSpec(OUTPUT_SPEC, STREAM_FIELD) if streams else OUTPUT_SPEC
+
+
 @dataclass(frozen=True)
 class OutputOptions:
-    """How a result goes back: shared by every capability (API.md, Responses)."""
+    format: str = OUTPUT_SPEC["format"].default
+    quality: int = OUTPUT_SPEC["quality"].default
+    response_format: str = OUTPUT_SPEC["response_format"].default  # "image" (raw bytes) or "json"
+    stream: bool = STREAM_FIELD.default
 
-    format: str = "png"
-    quality: int = 90
-    response_format: str = "image"  # "image" (raw bytes) or "json"
-    stream: bool = False
+    @staticmethod
+    def from_values(values: Mapping) -> "OutputOptions":
+        """From a spec's decoded values (OUTPUT_SPEC, and STREAM_FIELD where streaming is on)."""
+        return OutputOptions(
+            values["format"], values["quality"], values["response_format"], bool(values.get("stream", False))
+        )
 
     @staticmethod
     def from_fields(fields: Fields, streams: bool) -> "OutputOptions":
-        return OutputOptions(
-            format=fields.choice("format", OUTPUT_FORMATS, "png"),
-            quality=fields.integer("quality", 90, 1, 100),
-            response_format=fields.choice("response_format", ("image", "json"), "image"),
-            stream=fields.boolean("stream", False) if streams else False,
-        )
-
-
-OUTPUT_FIELDS = ("format", "quality", "response_format")
-
-
-def output_field_descriptions(streams: bool = False) -> dict:
-    """The OutputOptions fields as `describe` lists them."""
-    described = {
-        "format": {"type": "choice", "choices": list(OUTPUT_FORMATS), "default": "png"},
-        "quality": {"type": "integer", "min": 1, "max": 100, "default": 90},
-        "response_format": {"type": "choice", "choices": ["image", "json"], "default": "image"},
-    }
-    if streams:
-        described["stream"] = {"type": "boolean", "default": False}
-    return described
+        """For services that decode by hand: reads only the output fields."""
+        return OutputOptions.from_values({f.name: f.decode(fields) for f in output_spec(streams)})
 
 
 @dataclass
@@ -73,24 +81,35 @@ class ImageResult:
 
 
 class Service:
-    """Subclasses set `name` and `raw_image_field` and implement the four stages."""
+    """Subclasses set `name`, `raw_image_field` and `spec` and implement the stages.
+
+    `spec` is the model's FieldSpec: declared once on the class, bound at setup to what the
+    archive and the engine know (styles, limits, defaults) and then used by `decode_request`
+    and `describe`."""
 
     name = "service"
     raw_image_field: Optional[str] = None  # the field a bare `Content-Type: image/*` body fills
     streams = False  # whether `stream=true` is accepted
+    spec: FieldSpec = FieldSpec()
+
+    @property
+    def field_names(self) -> frozenset:
+        """The request field names this service accepts (from its spec), e.g. for metric labels."""
+        return self.spec.names
 
     def setup(self, context: ServiceContext) -> None:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        """Styles or classes, parameter ranges and defaults, for `?customized=true`."""
+        """Styles or classes, and `fields`: `self.spec.describe()`, for `?customized=true`."""
         raise NotImplementedError
 
     def decode_request(self, fields: Fields):
         """Validated request object with an `output: OutputOptions` attribute; raises
-        RequestError subclasses for bad input."""
+        RequestError subclasses for bad input (`self.spec.decode` does the fields)."""
         raise NotImplementedError
 
     def predict(self, requests: list, progress: Progress) -> list:
-        """One ImageResult or RequestError per request, in order."""
+        """Per request, in order: its ImageResult, a ServiceError (its 4xx/5xx), or any other
+        exception that failed it alone (the runner logs it and answers 500, or 507 for OOM)."""
         raise NotImplementedError

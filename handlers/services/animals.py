@@ -5,61 +5,69 @@ from functools import partial
 
 from handlers.common.errors import InvalidField
 from handlers.common.fields import Fields
-from handlers.common.service import OutputOptions, ServiceContext
-from handlers.services.diffusion import GENERATION_FIELDS, DiffusionRequest, DiffusionService, prompt_field
+from handlers.common.service import OutputOptions, ServiceContext, output_spec
+from handlers.common.spec import Field, FieldSpec
+from handlers.services.diffusion import GENERATION_SPEC, DiffusionRequest, DiffusionService, prompt_field
 from imagelab.diffusion import AnimalClasses, ColorAdjustment, UnknownAnimalError, adjust_colors
+from imagelab.diffusion.adjust import MAX_FACTOR, MIN_FACTOR
 
 ADJUSTMENTS = ("contrast", "saturation", "brightness")
-FIELDS = ("animal", "prompt_extra") + ADJUSTMENTS + GENERATION_FIELDS
 ANIMALS_ADAPTER = "animals"
+
+
+def _adjustment(name: str) -> Field:
+    return Field(name, "number", f"{name.capitalize()} factor; 1 leaves the image as made", 1.0, MIN_FACTOR, MAX_FACTOR)
+
+
+# The class list is bound at setup (the choices, and the matcher that suggests close names).
+SPEC = FieldSpec(
+    Field(
+        "animal",
+        "choice",
+        "The animal class to draw",
+        required=True,
+        required_hint="one of the 100 classes, e.g. lion",
+        max_chars=100,
+        extra={"note": "case-insensitive; '_', '-' and ' ' are the same"},
+    ),
+    prompt_field("prompt_extra", "Words added to the class's prompt", required=False),
+    *(_adjustment(name) for name in ADJUSTMENTS),
+    GENERATION_SPEC,
+)
+# Echoed back as `parameters` besides the prompt made: what shaped the image, by public name.
+NOT_ECHOED = {"seed", "prompt_extra"} | output_spec(streams=True).names
 
 
 class AnimalsService(DiffusionService):
     name = "animals"
+    spec = SPEC
 
     def setup(self, context: ServiceContext) -> None:
         super().setup(context)
         if ANIMALS_ADAPTER not in self.engine.styles:
             raise ValueError("the animals archive needs an 'animals' adapter")
         self.classes = AnimalClasses.load()
+        self.spec = self.spec.bind(animal={"choices": self.classes.names, "parse": self._match})
 
     def describe(self) -> dict:
         described = self.describe_common()
         described["classes"] = list(self.classes.names)
-        described["fields"] = {
-            "animal": {
-                "type": "choice",
-                "required": True,
-                "choices": list(self.classes.names),
-                "note": "case-insensitive; '_', '-' and ' ' are the same",
-            },
-            "prompt_extra": {"type": "text", "default": ""},
-            **{name: {"type": "number", "min": 0, "max": 3, "default": 1.0} for name in ADJUSTMENTS},
-            **self.describe_generation(),
-        }
+        described["fields"] = self.spec.describe()
         return described
 
     def decode_request(self, fields: Fields) -> DiffusionRequest:
-        fields.check_known(FIELDS)
-        name = fields.text("animal", None, 100)
-        if not name or not name.strip():
-            raise InvalidField("'animal' is required: one of the 100 classes, e.g. lion", "animal")
+        values = self.spec.decode(fields)
+        prompt = self.classes.prompt_for(values["animal"], values["prompt_extra"], seed=values["seed"])
+        job = self.make_job(values, prompt=prompt, style=ANIMALS_ADAPTER, style_scale=1.0)
+        adjustment = ColorAdjustment(**{n: values[n] for n in ADJUSTMENTS})
+        parameters = {"prompt": prompt, **{k: v for k, v in values.items() if k not in NOT_ECHOED}}
+        return DiffusionRequest(
+            job, parameters, OutputOptions.from_values(values), partial(adjust_colors, adjustment=adjustment)
+        )
+
+    def _match(self, name: str) -> str:
         try:
-            animal = self.classes.match(name)
+            return self.classes.match(name)
         except UnknownAnimalError as error:
             closest = ", ".join(error.suggestions) or "see GET /models/animals?customized=true"
             raise InvalidField(f"'animal' {name[:40]!r} is not a known class; closest: {closest}", "animal") from None
-        extra = prompt_field(fields, "prompt_extra", required=False)
-        adjustment = ColorAdjustment(**{n: fields.number(n, 1.0, 0.0, 3.0) for n in ADJUSTMENTS})
-        generation = self.generation_fields(fields)
-        prompt = self.classes.prompt_for(animal, extra, seed=generation["seed"])
-        output = OutputOptions.from_fields(fields, streams=True)
-        job = self.make_job(prompt=prompt, style=ANIMALS_ADAPTER, style_scale=1.0, **generation)
-        parameters = {
-            "animal": animal,
-            "prompt": prompt,
-            **{n: getattr(adjustment, n) for n in ADJUSTMENTS},
-            **{k: v for k, v in generation.items() if k != "seed"},
-        }
-        parameters["guidance"] = parameters.pop("guidance_scale")
-        return DiffusionRequest(job, parameters, output, partial(adjust_colors, adjustment=adjustment))

@@ -2,36 +2,71 @@
 (steps, guidance, seed, size, scheduler) and the 422 for prompts past CLIP's 77 tokens."""
 
 import logging
-import random
-import time
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Optional
 
-from handlers.common.errors import DeadlineExceeded, InvalidField, PromptTooLong
-from handlers.common.fields import Fields
-from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_field_descriptions
+from handlers.common.errors import DeadlineExceeded, InvalidField, Overloaded, PromptTooLong
+from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
+from handlers.common.spec import SEED_FIELD, Field, FieldSpec
+from handlers.services.admission import DiffusionAdmission
+from handlers.services.base_model_check import check_base_model
 from handlers.services.settings import DiffusionServiceSettings, read_archive_manifest
+from imagelab.deadline import BudgetSpent, Deadline
 from imagelab.diffusion import DiffusionEngine, DiffusionSettings, GenerationJob, PromptTooLongError
+from imagelab.diffusion.jobs import GUIDANCE_RANGE, SIZE_MULTIPLE_PX, STEPS_RANGE
+from imagelab.validation import InvalidValue
 
 logger = logging.getLogger(__name__)
 
-SEED_MAX = 2**31 - 1
-STEPS_RANGE = (1, 100)
-GUIDANCE_RANGE = (1.0, 20.0)
+RETRY_AFTER_S = 1  # a not-started request waited behind its batch; the next batch may take it
 PROMPT_MAX_CHARS = 2000  # far past 77 tokens; the token count decides, this bounds the work
-GENERATION_FIELDS = (
-    "steps",
-    "guidance",
-    "seed",
-    "width",
-    "height",
-    "scheduler",
-    "stream",
-    "format",
-    "quality",
-    "response_format",
+JOB_FIELDS = frozenset(f.name for f in dataclass_fields(GenerationJob))
+
+
+def _size_field(name: str) -> Field:
+    return Field(name, "integer", f"Image {name}", multiple_of=SIZE_MULTIPLE_PX, unit="px")
+
+
+# The fields every diffusion model takes. Step and guidance limits are the core's
+# (imagelab.diffusion.jobs); defaults, sizes, schedulers and decoders are bound at setup from
+# the archive's DiffusionServiceSettings and the engine.
+GENERATION_SPEC = FieldSpec(
+    Field("steps", "integer", "Denoising steps", low=STEPS_RANGE[0], high=STEPS_RANGE[1]),
+    Field(
+        "guidance",
+        "number",
+        "Classifier-free guidance scale: how closely the image follows the prompt",
+        low=GUIDANCE_RANGE[0],
+        high=GUIDANCE_RANGE[1],
+        core_name="guidance_scale",
+    ),
+    SEED_FIELD,
+    _size_field("width"),
+    _size_field("height"),
+    Field(
+        "scheduler",
+        "choice",
+        "Sampler",
+        extra={"note": "lcm is the few-step fast mode (4-8 steps, guidance 1-2)"},
+    ),
+    Field(
+        "decoder",
+        "choice",
+        "Latent decoder",
+        extra={"note": "full: the SD VAE; fast: TAESD, several times cheaper, less fine detail"},
+    ),
+    output_spec(streams=True),
 )
+
+
+def prompt_field(name: str, description: str, required: bool, required_hint: Optional[str] = None) -> Field:
+    """A prompt: bounded in characters here, in CLIP tokens by the engine (422)."""
+    default = None if required else ""
+    return Field(
+        name, "text", description, default, required=required, required_hint=required_hint, max_chars=PROMPT_MAX_CHARS
+    )
 
 
 @dataclass
@@ -43,9 +78,11 @@ class DiffusionRequest:
 
 
 class DiffusionService(Service):
-    """Subclasses decode their own fields into a DiffusionRequest via `generation_fields`."""
+    """Subclasses declare `spec` (their fields and GENERATION_SPEC), decode it and build
+    their job with `make_job`."""
 
     streams = True
+    spec = GENERATION_SPEC
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
@@ -53,6 +90,7 @@ class DiffusionService(Service):
         s = self.settings
         base = Path(s.base_model)
         base = base if base.is_absolute() else context.model_dir / base
+        check_base_model(read_archive_manifest(context.model_dir), base, s.verify_base_model)
         self.engine = DiffusionEngine(
             DiffusionSettings(
                 model_dir=base,
@@ -61,41 +99,34 @@ class DiffusionService(Service):
                 adapters={name: context.model_dir / path for name, path in s.adapters.items()},
                 lcm_adapter_path=context.model_dir / s.lcm_adapter if s.lcm_adapter else None,
                 batch_invariant=s.batch_invariant,
+                fast_decoder_dir=context.model_dir / s.fast_decoder if s.fast_decoder else None,
+                compile_unet=s.compile_unet,
             )
         )
+        self.admission = DiffusionAdmission(self.engine, s.time_budget_s, s.min_size_px, s.cost_rates)
+        self.admission.calibrate()
         self.default_size_px = s.default_size_px or self.engine.native_size_px
+        size = {"low": s.min_size_px, "high": s.max_size_px, "default": self.default_size_px}
+        defaults = s.defaults_for(context.device, self.engine.schedulers)  # animals: LCM on a CPU
+        self.spec = self.spec.bind(
+            steps={"default": defaults["steps"]},
+            guidance={"default": defaults["guidance"]},
+            width=size,
+            height=size,
+            scheduler={"choices": self.engine.schedulers, "default": defaults["scheduler"]},
+            decoder={"choices": self.engine.decoders.names, "default": s.default_decoder},
+        )
         self.manifest = read_archive_manifest(context.model_dir)
         for name in ["base_model", *s.adapters, *(["lcm"] if s.lcm_adapter else [])]:
             kind = "TINY SYNTHETIC (offline stand-in)" if name in s.synthetic else "real"
             logger.info("%s %s: %s weights: %s", self.name, context.model_version, name, kind)
         logger.info("%s: base model %s, dtype %s, device %s", self.name, base, self.engine.torch_dtype, context.device)
 
-    def generation_fields(self, fields: Fields) -> dict:
-        """The fields every diffusion model takes -> GenerationJob keyword arguments."""
-        s = self.settings
-        seed = fields.integer("seed", None, 0, SEED_MAX)
-        values = {
-            "steps": fields.integer("steps", s.default_steps, *STEPS_RANGE),
-            "guidance_scale": fields.number("guidance", s.default_guidance, *GUIDANCE_RANGE),
-            "seed": random.randrange(SEED_MAX) if seed is None else seed,
-            "width": self._size(fields, "width"),
-            "height": self._size(fields, "height"),
-            "scheduler": fields.choice("scheduler", self.engine.schedulers, s.default_scheduler),
-        }
-        return values
-
-    def _size(self, fields: Fields, name: str) -> int:
-        s = self.settings
-        size_px = fields.integer(name, self.default_size_px, s.min_size_px, s.max_size_px)
-        if size_px % 8:
-            raise InvalidField(
-                f"'{name}' must be a multiple of 8 from {s.min_size_px} to {s.max_size_px}; got {size_px}", name
-            )
-        return size_px
-
-    def make_job(self, **kwargs) -> GenerationJob:
-        """Build and validate a job against this engine: unknown adapters and prompts past
-        the text encoder's context are the client's errors (400, 422), never the batch's."""
+    def make_job(self, values: dict, **fixed) -> GenerationJob:
+        """The job of a decoded request (`values` by public field name, `fixed` by the job's
+        own names), validated against this engine: unknown adapters and prompts past the text
+        encoder's context are the client's errors (400, 422), never the batch's."""
+        kwargs = {k: v for k, v in {**self.spec.core_values(values), **fixed}.items() if k in JOB_FIELDS}
         try:
             job = GenerationJob(**kwargs)
             self.engine.validate_job(job)
@@ -105,66 +136,44 @@ class DiffusionService(Service):
                 f"{error.max_tokens} (77 including the start and end tokens)",
                 error.field_name,
             ) from None
-        except ValueError as error:
-            name = str(error).split(" ", 1)[0]
-            raise InvalidField(str(error), name) from None
+        except InvalidValue as error:
+            raise InvalidField(str(error), self.spec.field_for(error.field_name) or error.field_name) from None
+        self.admission.check(job)  # 422 TooExpensive before any work
         return job
 
     def predict(self, requests: list, progress) -> list:
-        deadline = time.monotonic() + self.settings.time_budget_s
+        """What fits the time budget runs (in batch order); the rest is 503 (admission.py)."""
+        work_of = lambda request: self.admission.work_of(request.job)  # noqa: E731
+        return self.admission.run_within_budget(requests, work_of, self._generate, progress)
+
+    def _generate(self, requests: list, progress) -> list:
+        """Per request its ImageResult or the error that failed it: a group that outlives the
+        budget is 504, one that never got to start 503, any other failure stays with its
+        group or job (the runner maps exceptions to 500/507 and logs them)."""
+        deadline = Deadline.after(self.settings.time_budget_s)
 
         def on_step(index: int, step: int, of: int) -> None:
             progress(index, {"step": step, "of": of})
-            if time.monotonic() > deadline:
-                raise _BudgetSpent
 
+        generated = self.engine.generate_each([r.job for r in requests], on_step, deadline)
+        self.admission.observe([r.job for r in requests], generated)
+        return [self._result(request, outcome) for request, outcome in zip(requests, generated)]
+
+    def _result(self, request: DiffusionRequest, outcome):
+        if isinstance(outcome, BudgetSpent):
+            return _budget_error(outcome)
+        if isinstance(outcome, Exception):
+            return outcome
         try:
-            generated = self.engine.generate([r.job for r in requests], on_step)
-        except _BudgetSpent:
-            message = (
-                f"generation outlived the {self.settings.time_budget_s:g} s budget; "
-                "ask for fewer steps, smaller images or fewer images"
-            )
-            return [DeadlineExceeded(message, "steps") for _ in requests]
-        results = []
-        for request, result in zip(requests, generated):
-            images = [request.postprocess(im) if request.postprocess else im for im in result.images]
-            extra = {"batch_images": result.batch_images}
-            if result.nsfw is not None:
-                extra["nsfw"] = result.nsfw  # flagged images come back black; say so
-            if result.vae_fp32_retries:
-                extra["vae_fp32_retries"] = result.vae_fp32_retries
-            results.append(ImageResult(images, request.parameters, result.seeds, dict(result.timings_ms), extra))
-        return results
-
-    def describe_generation(self) -> dict:
-        s = self.settings
-        size = {
-            "type": "integer",
-            "min": s.min_size_px,
-            "max": s.max_size_px,
-            "multiple_of": 8,
-            "default": self.default_size_px,
-        }
-        return {
-            "steps": {"type": "integer", "min": STEPS_RANGE[0], "max": STEPS_RANGE[1], "default": s.default_steps},
-            "guidance": {
-                "type": "number",
-                "min": GUIDANCE_RANGE[0],
-                "max": GUIDANCE_RANGE[1],
-                "default": s.default_guidance,
-            },
-            "seed": {"type": "integer", "min": 0, "max": SEED_MAX, "default": "random"},
-            "width": size,
-            "height": dict(size),
-            "scheduler": {
-                "type": "choice",
-                "choices": list(self.engine.schedulers),
-                "default": s.default_scheduler,
-                "note": "lcm is the few-step fast mode (4-8 steps, guidance 1-2)",
-            },
-            **output_field_descriptions(streams=True),
-        }
+            images = [request.postprocess(im) if request.postprocess else im for im in outcome.images]
+        except Exception as error:  # this request only
+            return error
+        extra = {"batch_images": outcome.batch_images}
+        if outcome.nsfw is not None:
+            extra["nsfw"] = outcome.nsfw  # flagged images come back black; say so
+        if outcome.vae_fp32_retries:
+            extra["vae_fp32_retries"] = outcome.vae_fp32_retries
+        return ImageResult(images, request.parameters, outcome.seeds, dict(outcome.timings_ms), extra)
 
     def describe_common(self) -> dict:
         return {
@@ -172,16 +181,20 @@ class DiffusionService(Service):
             "version": self.context.model_version,
             "synthetic_weights": sorted(self.settings.synthetic),
             "max_prompt_tokens": self.engine.max_prompt_tokens,
+            "speed": {**self.admission.describe(), "unet_path": self.engine.fast_path.describe()},
             "manifest": self.manifest,
         }
 
 
-class _BudgetSpent(Exception):
-    """Raised from the step callback to stop the pipeline mid-run."""
-
-
-def prompt_field(fields: Fields, name: str, required: bool) -> str:
-    text = fields.text(name, None if required else "", PROMPT_MAX_CHARS)
-    if required and (text is None or not text.strip()):
-        raise InvalidField(f"'{name}' is required: describe the image to make", name)
-    return text
+def _budget_error(spent: BudgetSpent):
+    """A job the batch's time budget cut short: 504 if it had started, else 503 (retry)."""
+    if spent.started:
+        return DeadlineExceeded(
+            f"generation outlived the {spent.budget_s:g} s budget ({spent.stage}); "
+            "ask for fewer steps, smaller images or fewer images",
+            "steps",
+        )
+    return Overloaded(
+        f"the batch spent its {spent.budget_s:g} s budget before this request could start; retry later",
+        retry_after_s=RETRY_AFTER_S,
+    )

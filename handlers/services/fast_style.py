@@ -2,33 +2,28 @@
 
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from PIL import Image
 
 from handlers.common.fields import Fields
-from handlers.common.images import decode_image, resize_to_fit
-from handlers.common.service import (
-    OUTPUT_FIELDS,
-    ImageResult,
-    OutputOptions,
-    Service,
-    ServiceContext,
-    output_field_descriptions,
-)
-from handlers.services.settings import (
-    FastStyleSettings,
-    image_field_description,
-    image_limits,
-    read_archive_manifest,
-)
+from handlers.common.images import resize_to_fit
+from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
+from handlers.common.spec import Field, FieldSpec
+from handlers.services.admission import FastStyleAdmission
+from handlers.services.settings import FastStyleSettings, image_limits, read_archive_manifest
 from imagelab.fast_style.stylize import batch_to_images, images_to_batch, stylize
 from imagelab.fast_style.weights import load_transformer_net
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("image", "style", "max_side_px") + OUTPUT_FIELDS
+# Styles, the size range and the defaults come from the archive (FastStyleSettings) at setup.
+SPEC = FieldSpec(
+    Field("image", "image", "The photo to stylise", required=True),
+    Field("style", "choice", "The trained style network to apply"),
+    Field("max_side_px", "integer", "Longest side of the output; larger photos are scaled down", unit="px"),
+    output_spec(streams=False),
+)
 
 
 @dataclass
@@ -42,11 +37,11 @@ class FastStyleRequest:
 class FastStyleService(Service):
     name = "fast_style"
     raw_image_field = "image"
+    spec = SPEC
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
-        self.settings = FastStyleSettings.from_config(context.settings)
-        self.limits = image_limits(self.settings)
+        self.settings = s = FastStyleSettings.from_config(context.settings)
         self.manifest = read_archive_manifest(context.model_dir)
         self.models = {
             style: load_transformer_net(context.model_dir / path, context.device)
@@ -59,6 +54,14 @@ class FastStyleService(Service):
                 else "real weights"
             )
             logger.info("fast_style %s: style %s uses %s", context.model_version, style, kind)
+        self.spec = SPEC.bind(
+            image={"limits": image_limits(s)},
+            style={"choices": sorted(self.models), "default": s.default_style},
+            max_side_px={"low": s.min_side_px, "high": s.max_side_px, "default": s.default_max_side_px},
+        )
+        self.admission = FastStyleAdmission(s.time_budget_s, s.cost_rates)
+        network = self.models[s.default_style]
+        self.admission.calibrate(lambda px: stylize(network, images_to_batch([Image.new("RGB", (px, px))])))
 
     def describe(self) -> dict:
         s = self.settings
@@ -67,40 +70,43 @@ class FastStyleService(Service):
             "version": self.context.model_version,
             "styles": sorted(self.models),
             "synthetic_styles": sorted(s.synthetic_styles),
-            "fields": {
-                "image": image_field_description(s),
-                "style": {"type": "choice", "choices": sorted(self.models), "default": s.default_style},
-                "max_side_px": {
-                    "type": "integer",
-                    "min": s.min_side_px,
-                    "max": s.max_side_px,
-                    "default": s.default_max_side_px,
-                },
-                **output_field_descriptions(),
-            },
+            "fields": self.spec.describe(),
+            "speed": self.admission.describe(),
+            "max_pixels_per_call": s.max_side_px**2,
             "manifest": self.manifest,
         }
 
     def decode_request(self, fields: Fields) -> FastStyleRequest:
-        s = self.settings
-        fields.check_known(FIELDS)
-        style = fields.choice("style", sorted(self.models), s.default_style)
-        max_side_px = fields.integer("max_side_px", s.default_max_side_px, s.min_side_px, s.max_side_px)
-        output = OutputOptions.from_fields(fields, streams=False)
-        image = decode_image(fields.image_bytes("image", s.max_image_bytes), "image", self.limits)
-        return FastStyleRequest(resize_to_fit(image, max_side_px), style, max_side_px, output)
+        v = self.spec.decode(fields)
+        image = resize_to_fit(v["image"], v["max_side_px"])
+        self.admission.check(*image.size, self.settings.min_side_px)  # 422 TooExpensive before any work
+        return FastStyleRequest(image, v["style"], v["max_side_px"], OutputOptions.from_values(v))
 
     def predict(self, requests: list, progress) -> list:
-        """Group by (style, size) so each group is one tensor batch through one network."""
-        groups = defaultdict(list)
+        """What fits the time budget runs (in batch order); the rest is 503 (admission.py)."""
+        work_of = lambda request: self.admission.work_of(*request.image.size)  # noqa: E731
+        return self.admission.run_within_budget(requests, work_of, self._stylize, progress)
+
+    def _stylize(self, requests: list, progress) -> list:
+        """Group by (style, size) so each group is one tensor batch through one network, in
+        calls of at most one max-size image's pixels, which bounds the activations' peak memory."""
+        groups: dict = {}
+        per_call = self.settings.max_side_px**2
         for index, request in enumerate(requests):
-            groups[(request.style, request.image.size)].append(index)
+            width, height = request.image.size
+            key = (request.style, request.image.size)
+            calls = groups.setdefault(key, [[]])
+            if (len(calls[-1]) + 1) * width * height > per_call and calls[-1]:
+                calls.append([])
+            calls[-1].append(index)
+        groups = {(key, n): call for key, calls in groups.items() for n, call in enumerate(calls)}
         results = [None] * len(requests)
-        for (style, _), indices in groups.items():
+        for ((style, _), _), indices in groups.items():
             started = time.perf_counter()
             batch = images_to_batch([requests[i].image for i in indices])  # (B, 3, H, W)
             images = batch_to_images(stylize(self.models[style], batch))
             elapsed_ms = (time.perf_counter() - started) * 1000
+            self.admission.observe(elapsed_ms / 1000, *requests[indices[0]].image.size, len(indices))
             for i, image in zip(indices, images):
                 request = requests[i]
                 results[i] = ImageResult(

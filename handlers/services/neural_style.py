@@ -2,7 +2,6 @@
 style images, streaming progress. Batch size 1: each request is its own optimisation."""
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 
@@ -10,43 +9,58 @@ from PIL import Image
 
 from handlers.common.errors import InvalidField
 from handlers.common.fields import Fields
-from handlers.common.images import decode_image
-from handlers.common.service import (
-    OUTPUT_FIELDS,
-    ImageResult,
-    OutputOptions,
-    Service,
-    ServiceContext,
-    output_field_descriptions,
-)
-from handlers.services.settings import (
-    NeuralStyleSettings,
-    image_field_description,
-    image_limits,
-    read_archive_manifest,
-)
+from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
+from handlers.common.spec import SEED_FIELD, Field, FieldSpec
+from handlers.services.settings import NeuralStyleSettings, image_limits, read_archive_manifest
 from imagelab.neural_style import NeuralStyleConfig, load_vgg19_features, transfer
-from imagelab.neural_style.config import INIT_MODES, MAX_SIDE_PX_RANGE, OPTIMIZERS, STEPS_RANGE
+from imagelab.neural_style.config import INIT_MODES, MAX_SIDE_PX_RANGE, OPTIMIZERS, STEPS_RANGE, WEIGHT_RANGE
+from imagelab.neural_style.images import fitted_size
+from imagelab.validation import InvalidValue
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_MAX = 1e6
-SEED_MAX = 2**31 - 1
-FIELDS = (
-    "content",
-    "style_image",
-    "steps",
-    "max_side_px",
-    "content_weight",
-    "style_weight",
-    "tv_weight",
-    "init",
-    "optimizer",
-    "seed",
-    "preserve_color",
-    "time_budget_s",
-    "stream",
-) + OUTPUT_FIELDS
+_DEFAULTS = NeuralStyleConfig()
+
+
+def _weight(name: str, description: str) -> Field:
+    low, high = WEIGHT_RANGE
+    return Field(name, "number", description, default=getattr(_DEFAULTS, name), low=low, high=high)
+
+
+# Limits from the core (imagelab.neural_style.config); the default steps, side and time budget
+# from the archive (NeuralStyleSettings) at setup.
+SPEC = FieldSpec(
+    Field("content", "image", "The photo whose layout is kept", required=True),
+    Field("style_image", "image", "The picture whose textures and colours are transferred", required=True),
+    Field(
+        "steps", "integer", "Optimisation steps (one loss and gradient each)", low=STEPS_RANGE[0], high=STEPS_RANGE[1]
+    ),
+    Field(
+        "max_side_px",
+        "integer",
+        "Longest side of the output",
+        low=MAX_SIDE_PX_RANGE[0],
+        high=MAX_SIDE_PX_RANGE[1],
+        unit="px",
+    ),
+    _weight("content_weight", "Weight of keeping the content's features"),
+    _weight("style_weight", "Weight of matching the style's Gram matrices"),
+    _weight("tv_weight", "Weight of smoothness (total variation)"),
+    Field("init", "choice", "Start from the content photo or from noise", default=_DEFAULTS.init, choices=INIT_MODES),
+    Field("optimizer", "choice", "L-BFGS (Gatys et al.) or Adam", default=_DEFAULTS.optimizer, choices=OPTIMIZERS),
+    SEED_FIELD,
+    Field("preserve_color", "boolean", "Keep the content's colours; transfer luminance only", default=False),
+    Field(
+        "time_budget_s",
+        "number",
+        "Wall-clock limit; the best image so far comes back marked truncated",
+        low=0.1,
+        unit="s",
+    ),
+    output_spec(streams=True),
+)
+# Decoded values that configure the run: every NeuralStyleConfig field the spec declares.
+CONFIG_FIELDS = tuple(name for name in NeuralStyleConfig.__dataclass_fields__ if name in SPEC)
 
 
 @dataclass
@@ -61,11 +75,19 @@ class NeuralStyleService(Service):
     name = "neural_style"
     raw_image_field = None  # two images: multipart, JSON, v2 or gRPC, never a bare body
     streams = True
+    spec = SPEC
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
-        self.settings = NeuralStyleSettings.from_config(context.settings)
-        self.limits = image_limits(self.settings)
+        self.settings = s = NeuralStyleSettings.from_config(context.settings)
+        limits = {"limits": image_limits(s)}
+        self.spec = SPEC.bind(
+            content=limits,
+            style_image=limits,
+            steps={"default": s.default_steps},
+            max_side_px={"default": s.default_max_side_px},
+            time_budget_s={"high": s.time_budget_s, "default": s.time_budget_s},
+        )
         self.manifest = read_archive_manifest(context.model_dir)
         self.features = load_vgg19_features(context.model_dir / self.settings.vgg_weights, context.device)
         kind = (
@@ -76,59 +98,23 @@ class NeuralStyleService(Service):
         logger.info("neural_style %s uses %s", context.model_version, kind)
 
     def describe(self) -> dict:
-        s = self.settings
-        defaults = NeuralStyleConfig()
         return {
             "model": self.name,
             "version": self.context.model_version,
-            "synthetic_weights": s.synthetic,
-            "fields": {
-                "content": image_field_description(s),
-                "style_image": image_field_description(s),
-                "steps": {"type": "integer", "min": STEPS_RANGE[0], "max": STEPS_RANGE[1], "default": s.default_steps},
-                "max_side_px": {
-                    "type": "integer",
-                    "min": MAX_SIDE_PX_RANGE[0],
-                    "max": MAX_SIDE_PX_RANGE[1],
-                    "default": s.default_max_side_px,
-                },
-                "content_weight": _weight_field(defaults.content_weight),
-                "style_weight": _weight_field(defaults.style_weight),
-                "tv_weight": _weight_field(defaults.tv_weight),
-                "init": {"type": "choice", "choices": list(INIT_MODES), "default": defaults.init},
-                "optimizer": {"type": "choice", "choices": list(OPTIMIZERS), "default": defaults.optimizer},
-                "seed": {"type": "integer", "min": 0, "max": SEED_MAX, "default": "random"},
-                "preserve_color": {"type": "boolean", "default": False},
-                "time_budget_s": {"type": "number", "min": 0.1, "max": s.time_budget_s, "default": s.time_budget_s},
-                **output_field_descriptions(streams=True),
-            },
+            "synthetic_weights": self.settings.synthetic,
+            "fields": self.spec.describe(),
             "manifest": self.manifest,
         }
 
     def decode_request(self, fields: Fields) -> NeuralStyleRequest:
-        s = self.settings
-        fields.check_known(FIELDS)
-        defaults = NeuralStyleConfig()
-        seed = fields.integer("seed", None, 0, SEED_MAX)
+        v = self.spec.decode(fields)
         try:
-            config = NeuralStyleConfig(
-                steps=fields.integer("steps", s.default_steps, *STEPS_RANGE),
-                max_side_px=fields.integer("max_side_px", s.default_max_side_px, *MAX_SIDE_PX_RANGE),
-                content_weight=fields.number("content_weight", defaults.content_weight, 0.0, WEIGHT_MAX),
-                style_weight=fields.number("style_weight", defaults.style_weight, 0.0, WEIGHT_MAX),
-                tv_weight=fields.number("tv_weight", defaults.tv_weight, 0.0, WEIGHT_MAX),
-                init=fields.choice("init", INIT_MODES, defaults.init),
-                optimizer=fields.choice("optimizer", OPTIMIZERS, defaults.optimizer),
-                seed=random.randrange(SEED_MAX) if seed is None else seed,
-                preserve_color=fields.boolean("preserve_color", False),
-                time_budget_s=fields.number("time_budget_s", s.time_budget_s, 0.1, s.time_budget_s),
-            )
-        except ValueError as error:  # cross-field rules of NeuralStyleConfig
-            raise InvalidField(str(error), _field_named_in(str(error))) from None
-        output = OutputOptions.from_fields(fields, streams=True)
-        content = decode_image(fields.image_bytes("content", s.max_image_bytes), "content", self.limits)
-        style_image = decode_image(fields.image_bytes("style_image", s.max_image_bytes), "style_image", self.limits)
-        return NeuralStyleRequest(content, style_image, config, output)
+            config = NeuralStyleConfig(**{name: v[name] for name in CONFIG_FIELDS})
+            for name in ("content", "style_image"):  # e.g. 8192x100 has no 16 px side at 256
+                fitted_size(name, v[name].size, config.max_side_px)
+        except InvalidValue as error:  # the cross-field rules of NeuralStyleConfig
+            raise InvalidField(str(error), error.field_name) from None
+        return NeuralStyleRequest(v["content"], v["style_image"], config, OutputOptions.from_values(v))
 
     def predict(self, requests: list, progress) -> list:
         return [self._transfer(index, request, progress) for index, request in enumerate(requests)]
@@ -162,13 +148,3 @@ class NeuralStyleService(Service):
                 "style_loss": result.style_loss,
             },
         )
-
-
-def _weight_field(default: float) -> dict:
-    return {"type": "number", "min": 0, "max": WEIGHT_MAX, "default": default}
-
-
-def _field_named_in(message: str) -> str:
-    """NeuralStyleConfig's messages start with the field name."""
-    name = message.split(" ", 1)[0]
-    return name if name in FIELDS else "content_weight"

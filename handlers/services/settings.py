@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from handlers.common.images import ImageLimits
+from imagelab.diffusion.jobs import NUM_IMAGES_RANGE, SIZE_PX_RANGE
 from imagelab.neural_style.config import MAX_SIDE_PX_RANGE, STEPS_RANGE
 
 # Read by the server adapter, not by the services.
@@ -18,12 +19,17 @@ ADAPTER_SETTINGS = {"threads_per_worker", "fault_injection"}
 
 
 def from_settings(cls, settings: dict):
-    """Build a frozen settings dataclass from a YAML mapping; unknown keys are config errors."""
-    names = {f.name for f in dataclass_fields(cls)}
-    unknown = sorted(set(settings) - names - ADAPTER_SETTINGS)
+    """Build a frozen settings dataclass from a YAML mapping; unknown keys are config errors.
+    YAML has no tuples: a list given for a tuple field becomes a tuple again."""
+    fields = {f.name: f for f in dataclass_fields(cls)}
+    unknown = sorted(set(settings) - set(fields) - ADAPTER_SETTINGS)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown handler settings {unknown}; known: {sorted(names)}")
-    return cls(**{k: v for k, v in settings.items() if k in names})
+        raise ValueError(f"{cls.__name__}: unknown handler settings {unknown}; known: {sorted(fields)}")
+    values = {k: v for k, v in settings.items() if k in fields}
+    for name, value in values.items():
+        if fields[name].type is tuple and isinstance(value, list):
+            values[name] = tuple(value)
+    return cls(**values)
 
 
 def image_limits(settings) -> ImageLimits:
@@ -38,18 +44,6 @@ def read_archive_manifest(model_dir: Path) -> dict:
     """The archiver's manifest.json (weights, hashes, lineage); empty for hand-made archives."""
     path = Path(model_dir) / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def image_field_description(settings) -> dict:
-    """How `describe` lists an image input, from the archive's image limits."""
-    return {
-        "type": "image",
-        "required": True,
-        "formats": ["jpeg", "png", "webp"],
-        "max_bytes": settings.max_image_bytes,
-        "max_pixels": settings.max_image_pixels,
-        "max_side_px": settings.max_input_side_px,
-    }
 
 
 class HandlerSettings:
@@ -75,6 +69,10 @@ class FastStyleSettings(HandlerSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 36_000_000
     max_input_side_px: int = 8192
+    # Under the archive's responseTimeout (60 s): a batch that would outlive it is split, a
+    # request that cannot fit is refused (handlers/services/admission.py).
+    time_budget_s: float = 50.0
+    cost_rates: Optional[dict] = None  # stage -> pinned s per unit; None: calibrate and learn
 
     def __post_init__(self):
         if not self.styles:
@@ -125,11 +123,36 @@ class DiffusionServiceSettings(HandlerSettings):
     # Under the archive's responseTimeout: past it TorchServe kills the worker and answers 500
     # "Worker died."; the handler stops first and answers 504 itself.
     time_budget_s: float = 540.0
+    # A shared base folder whose files differ from the manifest's hashes stops the worker;
+    # false (the operator's opt-out) only logs a warning (handlers/services/base_model_check.py).
+    verify_base_model: bool = True
+    default_decoder: str = "full"  # or "fast" (TAESD)
+    compile_unet: bool = False  # torch.compile in the background (imagelab/diffusion/fast_path.py)
+    # Defaults on a CPU, where they can run (scheduler lcm needs the LCM-LoRA): e.g. animals'
+    # {scheduler: lcm, steps: 4, guidance: 1.0}, seconds where 25 guided steps take minutes.
+    cpu_defaults: Optional[dict] = None
+    fast_decoder: Optional[str] = None  # TAESD folder (absolute or in the archive); None: stand-in
+    cost_rates: Optional[dict] = None  # stage -> pinned s per unit; None: calibrate and learn
 
     def __post_init__(self):
-        if not 64 <= self.min_size_px <= self.max_size_px or self.min_size_px % 8 or self.max_size_px % 8:
-            raise ValueError("min_size_px/max_size_px must be multiples of 8 with 64 <= min <= max")
-        if not 1 <= self.max_images <= 16:
-            raise ValueError("max_images must be from 1 to 16")
+        unknown = sorted(set(self.cpu_defaults or {}) - {"steps", "guidance", "scheduler"})
+        if unknown:
+            raise ValueError(f"cpu_defaults takes steps, guidance and scheduler; got {unknown}")
+        if self.default_decoder not in ("full", "fast"):
+            raise ValueError(f"default_decoder must be 'full' or 'fast', got {self.default_decoder!r}")
+        low, high = SIZE_PX_RANGE  # the core's limits (imagelab.diffusion.jobs); an archive narrows them
+        if not low <= self.min_size_px <= self.max_size_px <= high or (self.min_size_px | self.max_size_px) % 8:
+            raise ValueError(f"min_size_px/max_size_px must be multiples of 8 with {low} <= min <= max <= {high}")
+        if not NUM_IMAGES_RANGE[0] <= self.max_images <= NUM_IMAGES_RANGE[1]:
+            raise ValueError(f"max_images must be from {NUM_IMAGES_RANGE[0]} to {NUM_IMAGES_RANGE[1]}")
         if self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+
+    def defaults_for(self, device: str, schedulers: tuple) -> dict:
+        """The steps, guidance and scheduler defaults on `device`: `cpu_defaults` on a CPU
+        when its scheduler is available there, the archive's defaults otherwise."""
+        chosen = {"steps": self.default_steps, "guidance": self.default_guidance, "scheduler": self.default_scheduler}
+        fast = self.cpu_defaults or {}
+        if device == "cpu" and fast and fast.get("scheduler", self.default_scheduler) in schedulers:
+            chosen.update(fast)
+        return chosen

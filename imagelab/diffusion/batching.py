@@ -7,9 +7,11 @@ for batch 1 than for batch >= 2, and a 128x128 Linear (the UNet's time embedding
 between 2 and 8 rows; the differences (~1e-6 per step) flip a few uint8 pixels by 1. GEMM
 and convolution kernels choose their blocking, and so their summation order, from the shapes.
 
-So, inside one pipeline call, the UNet runs once per job on exactly the rows that job would
-have alone (its k images, and their unconditional twins under classifier-free guidance), and
-the VAE decodes one image at a time. Text encoding is per job too (engine). Everything else in
+So, inside one pipeline call, the UNet runs once per image on exactly the rows that image
+would have alone (the image and, under classifier-free guidance, its unconditional twin), and
+the VAE decodes one image at a time. Per image, not per job: image i of a k-image job must equal
+the single image of seed + i (GenerationJob), and a batch of 2k rows is not computed as k
+batches of 2 (seen: one level off in 8 bits at 2 threads, on a loaded machine). Text encoding is per job too (engine). Everything else in
 the denoising loop (scheduler steps, guidance) is elementwise and hence row-independent; noise
 comes from one torch.Generator per image.
 """
@@ -20,8 +22,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 
-def _job_rows(spans: Sequence[tuple[int, int]], num_images: int, batch_rows: int) -> list[torch.Tensor]:
-    """Row indices of each job in the UNet batch: with guidance the batch is [uncond; cond]."""
+def _span_rows(spans: Sequence[tuple[int, int]], num_images: int, batch_rows: int) -> list[torch.Tensor]:
+    """Row indices of each span in the UNet batch: with guidance the batch is [uncond; cond]."""
     copies = batch_rows // num_images  # 2 with classifier-free guidance, else 1
     if copies * num_images != batch_rows:
         raise ValueError(f"UNet batch of {batch_rows} rows does not hold {num_images} images")
@@ -31,10 +33,11 @@ def _job_rows(spans: Sequence[tuple[int, int]], num_images: int, batch_rows: int
 
 
 @contextlib.contextmanager
-def per_job_unet_calls(unet: torch.nn.Module, spans: Sequence[tuple[int, int]]) -> Iterator[None]:
-    """Within the block, `unet(...)` runs once per job span and stitches the outputs together.
+def per_span_unet_calls(unet: torch.nn.Module, spans: Sequence[tuple[int, int]]) -> Iterator[None]:
+    """Within the block, `unet(...)` runs once per span and stitches the outputs together.
 
-    `spans` are the [start, stop) image rows of each job, covering 0..num_images in order.
+    `spans` are [start, stop) image rows (the engine passes one per image), covering
+    0..num_images in order.
     """
     num_images = spans[-1][1]
     unet_forward = unet.forward
@@ -44,7 +47,7 @@ def per_job_unet_calls(unet: torch.nn.Module, spans: Sequence[tuple[int, int]]) 
         batch_rows = sample.shape[0]
         timestep_cond = kwargs.pop("timestep_cond", None)
         noise_pred = torch.empty_like(sample)
-        for rows in _job_rows(spans, num_images, batch_rows):
+        for rows in _span_rows(spans, num_images, batch_rows):
             rows = rows.to(sample.device)
             job_timestep = timestep
             if torch.is_tensor(timestep) and timestep.ndim > 0 and timestep.shape[0] == batch_rows:

@@ -25,8 +25,13 @@ from diffusers import (  # noqa: E402
     LCMScheduler,
     StableDiffusionPipeline,
 )
+from PIL import Image  # noqa: E402
 
-from imagelab.diffusion.batching import per_job_unet_calls  # noqa: E402
+from imagelab.deadline import Deadline  # noqa: E402
+from imagelab.diffusion.batching import per_span_unet_calls  # noqa: E402
+from imagelab.diffusion.decoders import Decoders  # noqa: E402
+from imagelab.diffusion.fast_path import UNetFastPath  # noqa: E402
+from imagelab.diffusion.fuse import AdapterFuser  # noqa: E402
 from imagelab.diffusion.jobs import (  # noqa: E402
     LCM_ADAPTER_NAME,
     NO_STYLE,
@@ -37,7 +42,9 @@ from imagelab.diffusion.jobs import (  # noqa: E402
     NonFiniteImageError,
     PromptTooLongError,
     group_jobs,
+    group_key,
 )
+from imagelab.validation import check_choice  # noqa: E402
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,
@@ -99,6 +106,17 @@ class DiffusionEngine:
         if settings.lcm_adapter_path is not None:
             load_lora_adapter(self.pipe, settings.lcm_adapter_path, LCM_ADAPTER_NAME)
         self._has_adapters = bool(settings.adapters) or settings.lcm_adapter_path is not None
+        self.decoders = Decoders(self.pipe.vae, self.pipe.vae_scale_factor, settings.fast_decoder_dir)
+        # Active adapters folded into the UNet's weights per group (fuse.py), not run beside them.
+        self.fuser = AdapterFuser(self.pipe.unet) if settings.fuse_lora and self._has_adapters else None
+        self.fast_path = UNetFastPath(
+            self.pipe.unet,
+            settings.device,
+            compile_unet=settings.compile_unet,
+            weights_change=self._has_adapters,
+            bucket_px=(self.native_size_px,),
+            vae_scale_factor=self.pipe.vae_scale_factor,
+        )
         self._vae_fp32 = None  # made on the first non-finite decode
         self.vae_fp32_retries = 0
 
@@ -130,41 +148,81 @@ class DiffusionEngine:
 
     def validate_job(self, job: GenerationJob) -> None:
         """Raise ValueError (PromptTooLongError for prompts) if this engine cannot run `job`."""
-        if job.style not in self.styles:
-            raise ValueError(f"style must be one of {self.styles}, got {job.style!r}")
-        if job.scheduler not in self.schedulers:
-            raise ValueError(f"scheduler must be one of {self.schedulers}, got {job.scheduler!r}")
+        check_choice("style", job.style, self.styles)  # InvalidValue names the field
+        check_choice("scheduler", job.scheduler, self.schedulers)
         for field_name in ("prompt", "negative_prompt"):
             token_count = self.count_tokens(getattr(job, field_name))
             if token_count > self.max_prompt_tokens:
                 raise PromptTooLongError(field_name, token_count, self.max_prompt_tokens)
 
-    def generate(self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None) -> list[GenerationResult]:
-        """Run `jobs` and return one result per job, in order.
+    def generate(
+        self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None, deadline: Deadline | None = None
+    ) -> list[GenerationResult]:
+        """Run `jobs` and return one result per job, in order; raise if any job fails.
+
+        Every job is validated before any runs. For a server, where one job's failure must not
+        cost its neighbours their results, use `generate_each`.
+        """
+        jobs = list(jobs)
+        for index, job in enumerate(jobs):
+            self._validate_in_batch(job, index, len(jobs))
+        outcomes = self.generate_each(jobs, on_step, deadline)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+        return outcomes
+
+    def generate_each(
+        self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None, deadline: Deadline | None = None
+    ) -> list[GenerationResult | Exception]:
+        """Run `jobs`; per job, in order, its result or the exception that failed it.
 
         Jobs that agree on style and scale, steps, size, scheduler and guidance run as one
         pipeline call with one torch.Generator per image; each job still gets exactly the
         image it gets alone (batching.py). `on_step(job_index, step, of)` is called after
         every denoising step for each job of the running group, steps counted from 1.
-        Every job is validated before any runs.
+
+        Failures stay where they happen: an invalid job fails alone (ValueError), an exception
+        in a group's text encoding or denoising fails that group, one in a job's decode fails
+        that job. `deadline` is checked before each group after the first (BudgetSpent with
+        started=False), after each step and before each job's decode (started=True).
         """
         jobs = list(jobs)
+        outcomes: list[GenerationResult | Exception | None] = [None] * len(jobs)
+        runnable = []
         for index, job in enumerate(jobs):
             try:
-                self.validate_job(job)
+                self._validate_in_batch(job, index, len(jobs))
+                runnable.append(index)
             except ValueError as error:
-                error.add_note(f"in job {index} of {len(jobs)}")
-                raise
-        results: list[GenerationResult | None] = [None] * len(jobs)
-        for key, indices in group_jobs(jobs).items():
-            group_results = self._run_group(key, indices, [jobs[i] for i in indices], on_step)
-            for index, result in zip(indices, group_results):
-                results[index] = result
-        return results
+                outcomes[index] = error
+        groups = group_jobs([jobs[i] for i in runnable])
+        for position, members in enumerate(groups.values()):
+            indices = [runnable[m] for m in members]
+            try:
+                if deadline is not None and position > 0:
+                    # The first group always runs: the budget bounds how long a batch goes
+                    # on, while refusing work that cannot fit is admission's job (cost.py).
+                    deadline.check(f"group {position + 1} of {len(groups)}", started=False)
+                group_outcomes = self._run_group(indices, [jobs[i] for i in indices], on_step, deadline)
+            except Exception as error:  # this group only; the next may still run
+                group_outcomes = [error] * len(indices)
+            for index, outcome in zip(indices, group_outcomes):
+                outcomes[index] = outcome
+        return outcomes
 
-    def _activate_adapters(self, key: GroupKey) -> None:
+    def _validate_in_batch(self, job: GenerationJob, index: int, count: int) -> None:
+        try:
+            self.validate_job(job)
+        except ValueError as error:
+            if f"in job {index} of {count}" not in getattr(error, "__notes__", ()):
+                error.add_note(f"in job {index} of {count}")
+            raise
+
+    def _activate_adapters(self, key: GroupKey) -> float:
+        """Set the group's adapters; returns the seconds a fused-weights swap took."""
         if not self._has_adapters:
-            return
+            return 0.0
         names, weights = [], []
         if key.style != NO_STYLE:
             names.append(key.style)
@@ -175,8 +233,9 @@ class DiffusionEngine:
         if names:
             self.pipe.enable_lora()
             self.pipe.set_adapters(names, adapter_weights=weights)
-        else:
-            self.pipe.disable_lora()  # the exact base model, not a zero-weighted sum
+            return self.fuser.fuse(tuple(names), tuple(weights)) if self.fuser else 0.0
+        self.pipe.disable_lora()  # the exact base model, not a zero-weighted sum
+        return self.fuser.restore() if self.fuser else 0.0
 
     def _encode_prompts(self, jobs: list[GenerationJob], guided: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per job, so no prompt's embedding depends on its neighbours' (batching.py)."""
@@ -190,10 +249,12 @@ class DiffusionEngine:
         return torch.cat(positive), torch.cat(negative) if guided else None
 
     def _run_group(
-        self, key: GroupKey, indices: list[int], jobs: list[GenerationJob], on_step: OnStep | None
-    ) -> list[GenerationResult]:
+        self, indices: list[int], jobs: list[GenerationJob], on_step: OnStep | None, deadline: Deadline | None
+    ) -> list[GenerationResult | Exception]:
+        """One pipeline call for jobs of one GroupKey; decodes per job, each failing alone."""
+        key = group_key(jobs[0])
+        swap_s = self._activate_adapters(key)
         start_s = time.perf_counter()
-        self._activate_adapters(key)
         self.pipe.scheduler = SCHEDULERS[key.scheduler].from_config(self._scheduler_config)
         guided = key.guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
         with torch.inference_mode():
@@ -211,10 +272,15 @@ class DiffusionEngine:
             if on_step is not None:
                 for job_index in indices:
                     on_step(job_index, step_index + 1, pipe.num_timesteps)
+            if deadline is not None:
+                done = step_index + 1
+                deadline.check(f"step {done + 1} of {pipe.num_timesteps}" if done < pipe.num_timesteps else "decoding")
             return {}
 
-        invariant = self.settings.batch_invariant and len(jobs) > 1
-        with per_job_unet_calls(self.pipe.unet, spans) if invariant else contextlib.nullcontext():
+        # One UNet call per image, so no image depends on what shares the call (batching.py).
+        invariant = self.settings.batch_invariant and stop > 1
+        image_spans = [(row, row + 1) for row in range(stop)]
+        with per_span_unet_calls(self.pipe.unet, image_spans) if invariant else contextlib.nullcontext():
             latents = self.pipe(
                 prompt_embeds=prompt_embeds,
                 negative_prompt_embeds=negative_embeds,
@@ -228,36 +294,50 @@ class DiffusionEngine:
             ).images  # (images, C_latent, H / f, W / f)
         denoised_s = time.perf_counter()
 
-        images, nsfw, retries = [], [], []
-        with torch.inference_mode():
-            for row in range(latents.shape[0]):
-                image, retried = self._decode_safely(latents[row : row + 1])
-                image, flags = self.pipe.run_safety_checker(image, self.pipe.device, prompt_embeds.dtype)
-                flagged = bool(flags[0]) if flags is not None else False
-                images += self.pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[not flagged])
-                nsfw.append(flagged)
-                retries.append(int(retried))
-        done_s = time.perf_counter()
-
-        timings_ms = {
-            "text_encode": (encoded_s - start_s) * 1e3,
-            "denoise": (denoised_s - encoded_s) * 1e3,
-            "decode": (done_s - denoised_s) * 1e3,
-            "total": (done_s - start_s) * 1e3,
-        }
-        return [
-            GenerationResult(
-                images=images[a:b],
-                seeds=job.seeds,
-                nsfw=nsfw[a:b] if self.has_safety_checker else None,
-                timings_ms=dict(timings_ms),
-                batch_images=stop,
-                vae_fp32_retries=sum(retries[a:b]),
+        outcomes = []
+        for job, (a, b) in zip(jobs, spans):
+            try:
+                if deadline is not None:
+                    deadline.check("decoding")
+                with torch.inference_mode():
+                    decoded = [
+                        self._decode_row(latents[row : row + 1], prompt_embeds.dtype, key.decoder)
+                        for row in range(a, b)
+                    ]
+            except Exception as error:  # this job only: its neighbours' images are fine
+                outcomes.append(error)
+                continue
+            done_s = time.perf_counter()
+            timings_ms = {
+                "adapter_swap": swap_s * 1e3,
+                "text_encode": (encoded_s - start_s) * 1e3,
+                "denoise": (denoised_s - encoded_s) * 1e3,
+                "decode": (done_s - denoised_s) * 1e3,  # this job's and its predecessors' in the group
+                "total": (done_s - start_s) * 1e3,
+            }
+            outcomes.append(
+                GenerationResult(
+                    images=[image for image, _, _ in decoded],
+                    seeds=job.seeds,
+                    nsfw=[flagged for _, flagged, _ in decoded] if self.has_safety_checker else None,
+                    timings_ms=timings_ms,
+                    batch_images=stop,
+                    vae_fp32_retries=sum(retried for _, _, retried in decoded),
+                )
             )
-            for job, (a, b) in zip(jobs, spans)
-        ]
+        return outcomes
 
-    def _decode_safely(self, latents: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    def _decode_row(
+        self, latents: torch.Tensor, embeds_dtype: torch.dtype, decoder: str
+    ) -> tuple[Image.Image, bool, int]:
+        """One latent (1, C, h, w) -> (PIL image, nsfw flag, 1 if redone in float32 else 0)."""
+        image, retried = self._decode_safely(latents, decoder)
+        image, flags = self.pipe.run_safety_checker(image, self.pipe.device, embeds_dtype)
+        flagged = bool(flags[0]) if flags is not None else False
+        [pil] = self.pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[not flagged])
+        return pil, flagged, int(retried)
+
+    def _decode_safely(self, latents: torch.Tensor, decoder: str = "full") -> tuple[torch.Tensor, bool]:
         """Decode one image (1, C, h, w) -> (1, 3, H, W) in [-1, 1]; returns (image, retried_in_fp32).
 
         A float16 VAE can overflow to NaN (SD 1.5's VAE is known to), which would come out as a
@@ -265,15 +345,20 @@ class DiffusionEngine:
         """
         if not torch.isfinite(latents).all():
             raise NonFiniteImageError("the denoised latents hold NaN/inf; no decode can fix that")
+        if decoder == "fast":
+            image = self.decoders.decode(latents, "fast")
+            if not torch.isfinite(image).all():
+                raise NonFiniteImageError("the fast decoder (TAESD) gave NaN/inf")
+            return image, False
         vae = self.pipe.vae
-        image = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        image = self.decoders.decode_full(vae, latents)
         if torch.isfinite(image).all():
             return image, False
         if vae.dtype == torch.float32:
             raise NonFiniteImageError("the VAE decode gave NaN/inf in float32")
         if self._vae_fp32 is None:
             self._vae_fp32 = copy.deepcopy(vae).to(torch.float32)
-        image = self._vae_fp32.decode(latents.float() / vae.config.scaling_factor, return_dict=False)[0]
+        image = self.decoders.decode_full(self._vae_fp32, latents.float())
         if not torch.isfinite(image).all():
             raise NonFiniteImageError("the VAE decode gave NaN/inf even in float32")
         self.vae_fp32_retries += 1

@@ -11,12 +11,23 @@ import torch
 from PIL import Image
 
 from imagelab.devices import resolve_dtype
+from imagelab.validation import SEED_RANGE, InvalidValue, check_choice, check_int, check_number
 
 SCHEDULER_NAMES = ("ddim", "dpmpp", "euler_a", "lcm")
+DECODER_NAMES = ("full", "fast")  # the SD VAE, or TAESD (imagelab.diffusion.decoders)
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 NO_STYLE = "none"
 LCM_ADAPTER_NAME = "lcm"
-MAX_SEED = 2**63 - 1
+
+# The limits of a job, with one home: the txt2img/animals request spec
+# (handlers/services/diffusion.py) reuses them, and an archive's size and image-count limits
+# (DiffusionServiceSettings) must lie inside SIZE_PX_RANGE and NUM_IMAGES_RANGE.
+STEPS_RANGE = (1, 100)
+GUIDANCE_RANGE = (1.0, 20.0)  # 1 is unguided (LCM); diffusers guides only above 1
+STYLE_SCALE_RANGE = (0.0, 2.0)
+SIZE_PX_RANGE = (64, 2048)
+SIZE_MULTIPLE_PX = 8  # the VAE downsamples by 8
+NUM_IMAGES_RANGE = (1, 16)
 _ADAPTER_NAME = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -29,11 +40,18 @@ class DiffusionSettings:
     dtype: str = "auto"
     adapters: Mapping[str, Path] = field(default_factory=dict)
     lcm_adapter_path: Path | None = None
-    # True: the UNet runs once per job inside a group's pipeline call, so a job's image
-    # is bit-identical whatever shares its batch (CPU kernels pick different code paths
-    # for different batch sizes; see engine.per_job_unet_calls). False: one UNet call for
+    # True: the UNet runs once per image inside a group's pipeline call, so an image is
+    # bit-identical whatever shares its batch (CPU kernels pick different code paths
+    # for different batch sizes; see batching.per_span_unet_calls). False: one UNet call for
     # the whole group, faster on GPUs, images may differ by a few 1e-6 before rounding.
     batch_invariant: bool = True
+    # A diffusers AutoencoderTiny folder (TAESD) for decoder="fast"; None: a random stand-in.
+    fast_decoder_dir: Path | None = None
+    # Fold the active LoRAs into the UNet's weights per group (imagelab.diffusion.fuse) rather
+    # than running PEFT's adapter layers beside them every step.
+    fuse_lora: bool = True
+    # torch.compile the UNet in a background thread and switch over when built (fast_path.py).
+    compile_unet: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -76,25 +94,21 @@ class GenerationJob:
     height: int = 512
     num_images: int = 1
     scheduler: str = "dpmpp"
+    decoder: str = "full"
 
     def __post_init__(self):
-        if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
-            raise ValueError("prompt and negative_prompt must be strings")
-        if not 0.0 <= self.style_scale <= 2.0:
-            raise ValueError(f"style_scale must be in [0, 2], got {self.style_scale}")
-        if not 1 <= self.steps <= 150:
-            raise ValueError(f"steps must be in [1, 150], got {self.steps}")
-        if not 0.0 <= self.guidance_scale <= 30.0:
-            raise ValueError(f"guidance_scale must be in [0, 30], got {self.guidance_scale}")
-        if not 0 <= self.seed <= MAX_SEED - 16:
-            raise ValueError(f"seed must be in [0, {MAX_SEED - 16}], got {self.seed}")
-        for name, size_px in (("width", self.width), ("height", self.height)):
-            if not (64 <= size_px <= 2048 and size_px % 8 == 0):
-                raise ValueError(f"{name} must be a multiple of 8 in [64, 2048], got {size_px}")
-        if not 1 <= self.num_images <= 16:
-            raise ValueError(f"num_images must be in [1, 16], got {self.num_images}")
-        if self.scheduler not in SCHEDULER_NAMES:
-            raise ValueError(f"scheduler must be one of {SCHEDULER_NAMES}, got {self.scheduler!r}")
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidValue(name, f"{name} must be a string")
+        check_number("style_scale", self.style_scale, *STYLE_SCALE_RANGE)
+        check_int("steps", self.steps, *STEPS_RANGE)
+        check_number("guidance_scale", self.guidance_scale, *GUIDANCE_RANGE)
+        check_int("seed", self.seed, *SEED_RANGE)
+        for name in ("width", "height"):
+            check_int(name, getattr(self, name), *SIZE_PX_RANGE, multiple_of=SIZE_MULTIPLE_PX)
+        check_int("num_images", self.num_images, *NUM_IMAGES_RANGE)
+        check_choice("scheduler", self.scheduler, SCHEDULER_NAMES)
+        check_choice("decoder", self.decoder, DECODER_NAMES)
 
     @property
     def seeds(self) -> list[int]:
@@ -116,12 +130,13 @@ class GroupKey(NamedTuple):
     height: int
     scheduler: str
     guidance_scale: float
+    decoder: str = "full"
 
 
 def group_key(job: GenerationJob) -> GroupKey:
     style = job.active_style
     scale = 0.0 if style == NO_STYLE else job.style_scale
-    return GroupKey(style, scale, job.steps, job.width, job.height, job.scheduler, job.guidance_scale)
+    return GroupKey(style, scale, job.steps, job.width, job.height, job.scheduler, job.guidance_scale, job.decoder)
 
 
 def group_jobs(jobs: list[GenerationJob]) -> dict[GroupKey, list[int]]:
@@ -144,14 +159,15 @@ class GenerationResult:
     vae_fp32_retries: int = 0
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(InvalidValue):
     """A prompt over the text encoder's context (77 CLIP tokens with BOS/EOS for SD 1.5)."""
 
     def __init__(self, field_name: str, token_count: int, max_tokens: int):
-        self.field_name = field_name
         self.token_count = token_count
         self.max_tokens = max_tokens
-        super().__init__(f"{field_name} has {token_count} CLIP tokens; the text encoder takes at most {max_tokens}")
+        super().__init__(
+            field_name, f"{field_name} has {token_count} CLIP tokens; the text encoder takes at most {max_tokens}"
+        )
 
 
 class NonFiniteImageError(RuntimeError):

@@ -1,39 +1,18 @@
 """Settings of one Gatys style transfer run, validated at construction."""
 
-import math
 from dataclasses import dataclass
 
 from imagelab.neural_style.vgg import POOLING_MODES
+from imagelab.validation import SEED_RANGE, InvalidValue, check_choice, check_int, check_number
 
+# The limits of a run; the neural_style request spec (handlers/services/neural_style.py) reuses them.
 STEPS_RANGE = (1, 1000)
 MAX_SIDE_PX_RANGE = (64, 1024)
-WEIGHT_RANGE = (0.0, 1e9)
-SEED_RANGE = (0, 2**63 - 1)
+WEIGHT_RANGE = (0.0, 1e6)
 TIME_BUDGET_S_MAX = 3600.0
 ADAM_LEARNING_RATE_RANGE = (1e-5, 1.0)
 INIT_MODES = ("content", "noise")
 OPTIMIZERS = ("lbfgs", "adam")
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    # bool is an int subclass; True steps is a caller bug, not 1 step.
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _check_number(name: str, value: object, low: float, high: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not low <= value <= high
-    ):
-        raise ValueError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
-
-
-def _check_choice(name: str, value: object, accepted: tuple[str, ...]) -> None:
-    if value not in accepted:
-        raise ValueError(f"{name} must be one of {list(accepted)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -72,24 +51,25 @@ class NeuralStyleConfig:
     adam_learning_rate: float = 0.02
 
     def __post_init__(self) -> None:
-        _check_int("steps", self.steps, *STEPS_RANGE)
-        _check_int("max_side_px", self.max_side_px, *MAX_SIDE_PX_RANGE)
+        check_int("steps", self.steps, *STEPS_RANGE)
+        check_int("max_side_px", self.max_side_px, *MAX_SIDE_PX_RANGE)
         for name in ("content_weight", "style_weight", "tv_weight"):
-            _check_number(name, getattr(self, name), *WEIGHT_RANGE)
+            check_number(name, getattr(self, name), *WEIGHT_RANGE)
         if self.content_weight == 0 and self.style_weight == 0:
-            raise ValueError("content_weight and style_weight must not both be 0")
-        _check_choice("init", self.init, INIT_MODES)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_int("seed", self.seed, *SEED_RANGE)
+            raise InvalidValue("content_weight", "content_weight and style_weight must not both be 0")
+        check_choice("init", self.init, INIT_MODES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_int("seed", self.seed, *SEED_RANGE)
         if not isinstance(self.preserve_color, bool):
-            raise ValueError(f"preserve_color must be true or false, got {self.preserve_color!r}")
+            raise InvalidValue("preserve_color", f"preserve_color must be true or false, got {self.preserve_color!r}")
         if self.time_budget_s is not None and (
             isinstance(self.time_budget_s, bool)
             or not isinstance(self.time_budget_s, (int, float))
             or not 0 < self.time_budget_s <= TIME_BUDGET_S_MAX
         ):
-            raise ValueError(
-                f"time_budget_s must be None or a number in (0, {TIME_BUDGET_S_MAX:g}], got {self.time_budget_s!r}"
+            raise InvalidValue(
+                "time_budget_s",
+                f"time_budget_s must be None or a number in (0, {TIME_BUDGET_S_MAX:g}], got {self.time_budget_s!r}",
             )
-        _check_choice("pooling", self.pooling, POOLING_MODES)
-        _check_number("adam_learning_rate", self.adam_learning_rate, *ADAM_LEARNING_RATE_RANGE)
+        check_choice("pooling", self.pooling, POOLING_MODES)
+        check_number("adam_learning_rate", self.adam_learning_rate, *ADAM_LEARNING_RATE_RANGE)

@@ -4,6 +4,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imagelab.validation import InvalidValue
+
 # Four 2x2 pools lie before conv5_1, so each side needs 16 px to leave one feature pixel.
 MIN_SIDE_PX = 16
 
@@ -16,16 +18,24 @@ def check_rgb_image(name: str, image: object) -> Image.Image:
     return image
 
 
+def fitted_size(name: str, size: tuple, max_side_px: int) -> tuple:
+    """(width, height) with the longest side exactly max_side_px, keeping the aspect; an
+    InvalidValue naming `name` if a side would come out under MIN_SIDE_PX."""
+    width, height = size
+    scale = max_side_px / max(width, height)
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if min(fitted) < MIN_SIDE_PX:
+        raise InvalidValue(
+            name,
+            f"{name} is too elongated: at max_side_px={max_side_px} it would be {fitted[0]}x{fitted[1]} "
+            f"px, and each side must be at least {MIN_SIDE_PX} px",
+        )
+    return fitted
+
+
 def resize_to_max_side(name: str, image: Image.Image, max_side_px: int) -> Image.Image:
     """Resize (up or down) so the longest side is exactly max_side_px, keeping the aspect."""
-    width, height = image.size
-    scale = max_side_px / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if min(size) < MIN_SIDE_PX:
-        raise ValueError(
-            f"{name} is too elongated: at max_side_px={max_side_px} it would be {size[0]}x{size[1]} "
-            f"px, and each side must be at least {MIN_SIDE_PX} px"
-        )
+    size = fitted_size(name, image.size, max_side_px)
     if size == image.size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS)

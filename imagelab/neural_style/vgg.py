@@ -1,9 +1,11 @@
-"""VGG19 feature extractor for Gatys et al. 2016, built from torchvision's VGG19 layers.
+"""VGG feature extraction from torchvision VGG state dicts: Gatys et al. 2016's VGG19 features
+for neural style, and the helpers any torchvision VGG plan shares (VGG16 for fast-style
+training's perceptual loss uses them too, in training/fast_style/vgg16.py).
 
-Weights are a torchvision VGG19 state dict (`features.0.weight`, ...; `classifier.*` keys are
+Weights are a torchvision VGG state dict (`features.0.weight`, ...; `classifier.*` keys are
 ignored) in a `.pth` file (read with `torch.load(weights_only=True)`) or a `.safetensors` file.
 Channel widths are read from the weight shapes, so the same loader takes the real network and
-the narrow offline stand-in written by `synthesize_tiny_vgg19`.
+the narrow offline stand-in written by `synthesize_tiny_vgg`.
 """
 
 import math
@@ -11,13 +13,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models.vgg import cfgs, make_layers
 
-# torchvision's layer plan for VGG19 ("E"): channel counts, "M" for a 2x2 max-pool.
+from imagelab.weights_io import read_state_dict
+
+# torchvision's layer plans ("E" is VGG19, "D" VGG16): channel counts, "M" for a 2x2 max-pool.
 VGG19_CFG: tuple[int | str, ...] = tuple(cfgs["E"])
+VGG16_CFG: tuple[int | str, ...] = tuple(cfgs["D"])
 
 # Gatys et al. 2016, section 3: content on conv4_2, style on conv1_1 ... conv5_1.
 CONTENT_LAYERS = ("conv4_2",)
@@ -30,10 +35,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _conv_positions() -> dict[str, int]:
-    """Map "conv{block}_{n}" to its index in torchvision's `features` Sequential."""
+def conv_positions(cfg: tuple[int | str, ...]) -> dict[str, int]:
+    """Map "conv{block}_{n}" to its index in the `features` Sequential torchvision builds from
+    `cfg` (its ReLU is at the index + 1)."""
     positions, index, block, n = {}, 0, 1, 1
-    for entry in VGG19_CFG:
+    for entry in cfg:
         if entry == "M":
             index, block, n = index + 1, block + 1, 1
         else:
@@ -42,7 +48,79 @@ def _conv_positions() -> dict[str, int]:
     return positions
 
 
-CONV_POSITIONS = _conv_positions()
+CONV_POSITIONS = conv_positions(VGG19_CFG)
+
+
+def infer_vgg_widths(state_dict: dict[str, torch.Tensor], cfg: tuple[int | str, ...]) -> list[int]:
+    """Output channels of every conv of the torchvision VGG plan `cfg`, checked against it
+    (shapes chain, no batch-norm or other extra `features.*` keys)."""
+    name = f"VGG{len(conv_positions(cfg)) + 3}"  # 16 convs + 3 linear layers: VGG19
+    features_keys = {key for key in state_dict if key.startswith("features.")}
+    expected_keys = set()
+    widths, in_channels = [], 3
+    for conv, index in conv_positions(cfg).items():
+        weight_key, bias_key = f"features.{index}.weight", f"features.{index}.bias"
+        expected_keys |= {weight_key, bias_key}
+        weight = state_dict.get(weight_key)
+        if weight is None or bias_key not in state_dict:
+            raise ValueError(f"not a torchvision {name} state dict: {weight_key} or {bias_key} missing")
+        if weight.ndim != 4 or tuple(weight.shape[1:]) != (in_channels, 3, 3):
+            raise ValueError(
+                f"not a torchvision {name} state dict: {weight_key} ({conv}) has shape "
+                f"{tuple(weight.shape)}, expected (C, {in_channels}, 3, 3)"
+            )
+        in_channels = int(weight.shape[0])
+        widths.append(in_channels)
+    extra = sorted(features_keys - expected_keys)
+    if extra:
+        raise ValueError(f"not a plain torchvision {name} state dict ({name.lower()}_bn?): extra keys {extra[:4]}")
+    return widths
+
+
+def vgg_layer_plan(cfg: tuple[int | str, ...], widths: list[int]) -> list[int | str]:
+    """torchvision's plan `cfg` with its channel counts replaced by `widths`."""
+    remaining = iter(widths)
+    return [entry if entry == "M" else next(remaining) for entry in cfg]
+
+
+def load_vgg_layers(path: str | Path, cfg: tuple[int | str, ...]) -> nn.Sequential:
+    """torchvision's `features` Sequential for `cfg`, at the widths and with the weights of the
+    state dict file at `path`."""
+    state_dict = read_state_dict(Path(path))
+    layers = make_layers(vgg_layer_plan(cfg, infer_vgg_widths(state_dict, cfg)))
+    layers.load_state_dict({k.removeprefix("features."): v for k, v in state_dict.items() if k.startswith("features.")})
+    return layers
+
+
+def synthesize_tiny_vgg(
+    out_path: str | Path, cfg: tuple[int | str, ...], seed: int = 0, width_divisor: int = 8
+) -> Path:
+    """Write a narrow, randomly initialised VGG `features` state dict of plan `cfg` as safetensors.
+
+    Same layer sequence and key names as torchvision's, channels divided by `width_divisor`,
+    weights drawn like torchvision's init (Kaiming normal, fan_out, zero bias) from a generator
+    seeded with `seed`, so the same seed writes the same bytes.
+    """
+    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or not 1 <= width_divisor <= 64:
+        raise ValueError(f"width_divisor must be an integer in [1, 64], got {width_divisor!r}")
+    out_path = Path(out_path)
+    if out_path.suffix != ".safetensors":
+        raise ValueError(f"out_path must end in .safetensors, got {out_path.name}")
+    generator = torch.Generator().manual_seed(seed)
+    state_dict, in_channels = {}, 3
+    for index, channels in zip(conv_positions(cfg).values(), (c for c in cfg if c != "M")):
+        out_channels = channels // width_divisor
+        std = math.sqrt(2.0 / (out_channels * 3 * 3))
+        weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
+        state_dict[f"features.{index}.weight"] = weight
+        state_dict[f"features.{index}.bias"] = torch.zeros(out_channels)
+        in_channels = out_channels
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # One metadata key: safetensors writes several in hash order, which would vary the bytes.
+    name = f"VGG{len(conv_positions(cfg)) + 3}"
+    metadata = {"synthesized": f"tiny {name}, seed={seed}, width_divisor={width_divisor}"}
+    save_file(state_dict, str(out_path), metadata=metadata)
+    return out_path
 
 
 class FeatureMaps(NamedTuple):
@@ -98,86 +176,15 @@ class VGG19Features(nn.Module):
         )
 
 
-def infer_vgg19_widths(state_dict: dict[str, torch.Tensor]) -> list[int]:
-    """Output channels of VGG19's 16 convs, checked against torchvision's layer plan."""
-    features_keys = {key for key in state_dict if key.startswith("features.")}
-    expected_keys = set()
-    widths, in_channels = [], 3
-    for name, index in CONV_POSITIONS.items():
-        weight_key, bias_key = f"features.{index}.weight", f"features.{index}.bias"
-        expected_keys |= {weight_key, bias_key}
-        weight = state_dict.get(weight_key)
-        if weight is None or bias_key not in state_dict:
-            raise ValueError(f"not a torchvision VGG19 state dict: {weight_key} or {bias_key} missing")
-        if weight.ndim != 4 or tuple(weight.shape[1:]) != (in_channels, 3, 3):
-            raise ValueError(
-                f"not a torchvision VGG19 state dict: {weight_key} ({name}) has shape "
-                f"{tuple(weight.shape)}, expected (C, {in_channels}, 3, 3)"
-            )
-        in_channels = int(weight.shape[0])
-        widths.append(in_channels)
-    extra = sorted(features_keys - expected_keys)
-    if extra:
-        raise ValueError(f"not a plain torchvision VGG19 state dict (vgg19_bn?): extra keys {extra[:4]}")
-    return widths
-
-
-def vgg19_layer_plan(widths: list[int]) -> list[int | str]:
-    """torchvision's VGG19 plan with its 16 channel counts replaced by `widths`."""
-    remaining = iter(widths)
-    return [entry if entry == "M" else next(remaining) for entry in VGG19_CFG]
-
-
-def load_vgg19_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
-    if path.suffix in (".pth", ".pt"):
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state_dict, dict):
-            raise ValueError(f"{path}: expected a state dict, got {type(state_dict).__name__}")
-        return state_dict
-    raise ValueError(f"{path}: VGG19 weights must be a .pth, .pt or .safetensors file")
-
-
 def load_vgg19_features(path: str | Path, device: str | torch.device = "cpu") -> VGG19Features:
     """Frozen (eval, requires_grad=False) VGG19 features from a torchvision state dict file."""
     # Outside inference mode, so the weights are ordinary tensors that autograd may save even
     # when the caller (a TorchServe handler) loads them under torch.inference_mode().
     with torch.inference_mode(False):
-        state_dict = load_vgg19_state_dict(path)
-        layers = make_layers(vgg19_layer_plan(infer_vgg19_widths(state_dict)))
-        prefix = "features."
-        layers.load_state_dict(
-            {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
-        )
-        model = VGG19Features(layers).to(device)
+        model = VGG19Features(load_vgg_layers(path, VGG19_CFG)).to(device)
     return model.eval().requires_grad_(False)
 
 
 def synthesize_tiny_vgg19(out_path: str | Path, seed: int = 0, width_divisor: int = 8) -> Path:
-    """Write a narrow, randomly initialised VGG19 `features` state dict as safetensors.
-
-    Same layer sequence and key names as torchvision's VGG19, channels divided by
-    `width_divisor`, weights drawn like torchvision's init (Kaiming normal, fan_out, zero bias)
-    from a generator seeded with `seed`, so the same seed writes the same bytes.
-    """
-    if isinstance(width_divisor, bool) or not isinstance(width_divisor, int) or not 1 <= width_divisor <= 64:
-        raise ValueError(f"width_divisor must be an integer in [1, 64], got {width_divisor!r}")
-    out_path = Path(out_path)
-    if out_path.suffix != ".safetensors":
-        raise ValueError(f"out_path must end in .safetensors, got {out_path.name}")
-    generator = torch.Generator().manual_seed(seed)
-    state_dict, in_channels = {}, 3
-    for index, channels in zip(CONV_POSITIONS.values(), (c for c in VGG19_CFG if c != "M")):
-        out_channels = channels // width_divisor
-        std = math.sqrt(2.0 / (out_channels * 3 * 3))
-        weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
-        state_dict[f"features.{index}.weight"] = weight
-        state_dict[f"features.{index}.bias"] = torch.zeros(out_channels)
-        in_channels = out_channels
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    # One metadata key: safetensors writes several in hash order, which would vary the bytes.
-    metadata = {"synthesized": f"tiny VGG19, seed={seed}, width_divisor={width_divisor}"}
-    save_file(state_dict, str(out_path), metadata=metadata)
-    return out_path
+    """The tiny offline VGG19 (synthesize_tiny_vgg with torchvision's VGG19 plan)."""
+    return synthesize_tiny_vgg(out_path, VGG19_CFG, seed, width_divisor)

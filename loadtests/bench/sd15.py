@@ -14,6 +14,7 @@ import torch
 from diffusers import AutoencoderKL, LCMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from imagelab.diffusion.decoders import synthesize_taesd
 from imagelab.diffusion.tiny import SD15_SCHEDULER_CONFIG
 from loadtests.bench.measure import PeakRss, count_flops, matmul_peak_gflops, section_parser, time_calls, write_results
 
@@ -70,11 +71,12 @@ class Sd15:
     def __init__(self, size_px: int):
         torch.manual_seed(0)
         self.unet, self.vae, self.text_encoder = sd15_unet(), sd15_vae(), sd15_text_encoder()
+        self.taesd = synthesize_taesd(VAE_SCALE).eval()  # decoder=fast: TAESD's architecture
         self.latent_px = size_px // VAE_SCALE
         self.dtype = torch.float32
 
     def to(self, dtype: torch.dtype) -> None:
-        for module in (self.unet, self.vae, self.text_encoder):
+        for module in (self.unet, self.vae, self.text_encoder, self.taesd):
             module.to(dtype)
         self.dtype = dtype
 
@@ -91,6 +93,10 @@ class Sd15:
     def decode_call(self):
         latents = torch.randn(1, 4, self.latent_px, self.latent_px, dtype=self.dtype)
         return lambda: self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)
+
+    def taesd_decode_call(self):
+        latents = torch.randn(1, 4, self.latent_px, self.latent_px, dtype=self.dtype)
+        return lambda: self.taesd.decode(latents, return_dict=False)
 
     def lcm_image_s(self, steps: int) -> float:
         """One image end to end as the animals model makes it with the LCM scheduler and
@@ -119,6 +125,7 @@ def measure_dtype(model: Sd15, runs: int, full: bool, count: bool, guided_only: 
             result["unguided_step"] = time_calls(model.unet_call(batch=1), runs, warmup=1 if full else 0)
             result["text_encode_batch2"] = time_calls(model.text_call(2), 3, warmup=1)
             result["vae_decode"] = time_calls(model.decode_call(), 1, warmup=0)
+            result["taesd_decode"] = time_calls(model.taesd_decode_call(), 2, warmup=1)
     result["peak_rss_mib"] = rss.peak_mib
     return result
 

@@ -1,6 +1,7 @@
 """animals end to end: class matching, prompts, colour adjustments, validation."""
 
 import io
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_describe_lists_100_classes(server):
     described = server.management("GET", "/models/animals?customized=true").json()[0]["customizedMetadata"]
     assert len(described["classes"]) == 100
     assert {"lion", "tiger", "elephant", "cat", "dog"} <= set(described["classes"])
-    assert described["fields"]["contrast"] == {"type": "number", "min": 0, "max": 3, "default": 1.0}
+    assert described["fields"]["contrast"] == {"type": "number", "min": 0, "max": 3, "default": 1.0, "description": ANY}
 
 
 @pytest.mark.parametrize(

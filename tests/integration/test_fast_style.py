@@ -4,6 +4,7 @@ import base64
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -163,9 +164,23 @@ def test_concurrent_mixed_burst_equals_answers_alone(server, photo_jpeg, photo_p
     """Requests batched together (batchSize 8) must each get what they get alone."""
     cases = [(photo, style, side) for photo in (photo_jpeg, photo_png) for style in STYLES for side in (48, 64)]
     alone = [stylize(server, p, style=s, max_side_px=m).content for p, s, m in cases]
-    with ThreadPoolExecutor(len(cases)) as pool:
-        together = list(pool.map(lambda c: stylize(server, c[0], style=c[1], max_side_px=c[2]).content, cases))
-    assert together == alone
+
+    def together(case):
+        photo, style, side = case
+        response = stylize(server, photo, style=style, max_side_px=side, response_format="json")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # Each case twice in a row: only requests of one style and size share a network batch.
+    twice = [i for i in range(len(cases)) for _ in (0, 1)]
+    for _ in range(5):  # until the burst really shared a network batch (batch_size); never a timer
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: together(cases[i]), twice))
+        assert [base64.b64decode(a["images"][0]) for a in answers] == [alone[i] for i in twice]
+        if max(a["batch_size"] for a in answers) > 1:
+            break
+    else:
+        pytest.fail("no two requests of the burst ran in one batch")
 
 
 def test_a_bad_request_in_a_batch_does_not_fail_its_neighbours(server, photo_jpeg):
@@ -226,7 +241,14 @@ def test_describe_lists_styles_limits_and_defaults(server):
     assert response.status_code == 200
     described = response.json()[0]["customizedMetadata"]
     assert described["styles"] == sorted(STYLES)
-    assert described["fields"]["max_side_px"] == {"type": "integer", "min": 16, "max": 2048, "default": 1024}
+    assert described["fields"]["max_side_px"] == {
+        "type": "integer",
+        "min": 16,
+        "max": 2048,
+        "default": 1024,
+        "unit": "px",
+        "description": ANY,
+    }
     assert described["fields"]["style"]["default"] == "candy"
     weights = described["manifest"]["weights"]
     assert {w["path"] for w in weights} == {f"weights/{s}.safetensors" for s in STYLES}

@@ -1,8 +1,10 @@
 """Secure defaults, hostile images through the real server, and the handlers' own metrics."""
 
+import base64
 import io
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import requests
 from PIL import Image
 from support import assert_error, decode
 
-from weightstore.layout import REPO_ROOT
+from repo_paths import REPO_ROOT
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -115,3 +117,82 @@ def test_handlers_metrics_on_the_prometheus_port(server):
     assert produced and any('model_name="fast_style"' in line or "fast_style" in line for line in produced), text[:2000]
     rejected = [line for line in text.splitlines() if line.startswith("ImagelabRejectedRequests{")]
     assert any('Field="image"' in line for line in rejected), rejected
+
+
+def _metrics_text(server) -> str:
+    url = f"http://127.0.0.1:{server.process.ports.metrics}/metrics"
+    text = requests.get(url, timeout=10).text
+    if "Token Authorization failed" in text:
+        text = requests.get(url, timeout=10, headers={"Authorization": f"Bearer {server.keys.inference}"}).text
+    return text
+
+
+FORGED_KEY = "x\n[METRICS]ImagelabForged.Count:1|#Level:Host|#hostname:forger,1700000000,req"
+
+
+def test_request_keys_cannot_forge_metrics_or_become_labels(server):
+    image = base64.b64encode(GOOD["1x1"][0]).decode()
+    for key in (FORGED_KEY, "k" * 100_000):
+        response = server.predict("fast_style", json={"image": image, key: 1})
+        assert response.status_code == 400 and response.json()["field"][:100] == key[:100]
+        assert len(response.content) < 10_000  # not echoed back in full
+    text = _metrics_text(server)
+    assert "ImagelabForged" not in text and "forger" not in text
+    rejected = [line for line in text.splitlines() if line.startswith("ImagelabRejectedRequests{")]
+    assert any('Field="unknown"' in line for line in rejected), rejected
+    assert max(len(line) for line in text.splitlines()) < 1000  # no 100,000-character label
+
+
+def _burst(server, count: int, send) -> list:
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda i: send(), range(count)))
+
+
+def test_a_describe_header_on_inference_requests_is_ignored_alone_and_in_a_batch(server):
+    """TorchServe forwards every header: `describe: True` must not turn a request into the
+    describe call, nor make TorchServe answer 503 to the rest of its batch."""
+
+    def send():
+        return server.predict(
+            "fast_style",
+            files={"image": ("x.png", GOOD["1x1"][0])},
+            data={"response_format": "json"},
+            headers={"describe": "True"},
+        )
+
+    alone = send()
+    assert alone.status_code == 200 and "manifest" not in alone.json(), alone.text[:300]
+    for _ in range(5):  # until the burst really shared a batch (batchSize 8), not under a timer
+        answers = _burst(server, 8, send)
+        assert [a.status_code for a in answers] == [200] * 8, [a.text[:200] for a in answers]
+        assert all("images" in a.json() for a in answers)
+        if max(a.json()["batch_size"] for a in answers) > 1:
+            break
+    else:
+        pytest.fail("no two of the requests were batched together")
+    described = server.management("GET", "/models/fast_style?customized=true")
+    assert described.status_code == 200 and "styles" in described.json()[0]["customizedMetadata"]
+
+
+def test_json_nested_past_the_parsers_depth_is_400(server):
+    response = server.predict("fast_style", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "body")
+
+
+def test_v2_output_name_sent_as_a_list_is_400(server):
+    image = base64.b64encode(GOOD["1x1"][0]).decode()
+    request = {
+        "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [image]}],
+        "outputs": [{"name": ["image"]}],
+    }
+    response = server.session.post(f"{server.url}/v2/models/fast_style/infer", json=request, timeout=60)
+    assert_error(response, 400, "outputs")
+
+
+def test_a_content_image_too_elongated_to_fit_is_400(server):
+    wide = _save(Image.new("RGB", (8192, 100), (120, 90, 60)), "PNG")
+    style = _save(Image.effect_noise((64, 64), 40).convert("RGB"), "PNG")
+    response = server.predict(
+        "neural_style", files={"content": ("wide.png", wide), "style_image": ("s.png", style)}, data={"steps": "1"}
+    )
+    assert_error(response, 400, "content")

@@ -2,6 +2,7 @@
 
 import base64
 import json
+from unittest.mock import ANY
 
 import pytest
 from support import assert_error, decode
@@ -147,7 +148,13 @@ def test_raw_body_is_refused_with_a_pointer_to_multipart(server, photo_jpeg, tex
 
 def test_describe(server):
     described = server.management("GET", "/models/neural_style?customized=true").json()[0]["customizedMetadata"]
-    assert described["fields"]["steps"] == {"type": "integer", "min": 1, "max": 1000, "default": 100}
+    assert described["fields"]["steps"] == {
+        "type": "integer",
+        "min": 1,
+        "max": 1000,
+        "default": 100,
+        "description": ANY,
+    }
     assert described["fields"]["max_side_px"]["min"] == 64
     assert described["fields"]["optimizer"]["choices"] == ["lbfgs", "adam"]
     assert described["synthetic_weights"] is (WeightsLayout.default().first_real_in("vgg19") is None)

@@ -1,4 +1,5 @@
-"""What every transport offers, the 503 retry policy they share, and the factory."""
+"""What every transport offers and the 503 retry policy they share (the factory that picks a
+transport is transports/factory.py, so no transport imports the module that imports it)."""
 
 import random
 import time
@@ -9,12 +10,6 @@ from imagelab_client.errors import Overloaded
 
 # on_event(event dict) for each progress line of a streamed request.
 OnEvent = Callable[[dict], None]
-
-DEFAULT_URLS = {  # API.md, Server: (inference, management)
-    "rest": ("http://127.0.0.1:8080", "http://127.0.0.1:8081"),
-    "v2": ("http://127.0.0.1:8080", "http://127.0.0.1:8081"),
-    "grpc": ("127.0.0.1:7070", "127.0.0.1:7071"),
-}
 
 
 @dataclass(frozen=True)
@@ -81,29 +76,3 @@ def text_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def make_transport(
-    kind: str,
-    url: Optional[str],
-    management_url: Optional[str],
-    credentials,
-    connect_timeout_s: float,
-    read_timeout_s: float,
-    pool_size: int,
-) -> Transport:
-    if kind not in DEFAULT_URLS:
-        raise ValueError(f"transport must be one of {', '.join(DEFAULT_URLS)}; got {kind!r}")
-    url = url or DEFAULT_URLS[kind][0]
-    management_url = management_url or DEFAULT_URLS[kind][1]
-    if kind == "grpc":
-        from imagelab_client.transports.grpc_api import GrpcTransport
-
-        return GrpcTransport(url, management_url, credentials, connect_timeout_s, read_timeout_s)
-    from imagelab_client.transports.rest import RestTransport
-
-    if kind == "v2":
-        from imagelab_client.transports.v2 import V2Transport
-
-        return V2Transport(url, management_url, credentials, connect_timeout_s, read_timeout_s, pool_size)
-    return RestTransport(url, management_url, credentials, connect_timeout_s, read_timeout_s, pool_size)

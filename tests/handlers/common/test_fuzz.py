@@ -3,7 +3,8 @@ never in any other exception (a 500, or a dead worker).
 
 Each property runs over two input spaces: the ordinary one, and a full one that adds the
 shapes of bugs found before (huge JSON integers, parsed JSON bodies that are not objects, v2
-'parameters'/'outputs' that are not objects) as regression tests.
+'parameters'/'outputs' that are not objects, v2 output names that are not strings, JSON nested
+past the parser's depth) as regression tests.
 """
 
 import io
@@ -126,8 +127,11 @@ def oip_tensor(space):
 
 
 def oip_body(space):
+    output_name = st.sampled_from(["image", "metadata"])
+    if space == "full":
+        output_name = output_name | json_values(space)  # e.g. a name sent as a list
     output_entry = st.fixed_dictionaries(
-        {"name": st.sampled_from(["image", "metadata"])},
+        {"name": output_name},
         optional={"parameters": st.fixed_dictionaries({}, optional={"binary_data": st.booleans()})},
     )
     outputs = st.none() | st.lists(output_entry, max_size=3)
@@ -151,8 +155,12 @@ def bodies(space):
         oip_body(space).map(lambda b: json.dumps(b).encode()),
     )
     if space == "full":
-        # TorchServe parses any JSON body, arrays and scalars too.
-        body = st.one_of(body, st.lists(json_values(space), max_size=3), json_values(space))
+        # TorchServe parses any JSON body, arrays and scalars too; one nested past its parser's
+        # depth it forwards unparsed.
+        too_deep = st.integers(1, 3000).flatmap(
+            lambda n: st.sampled_from([b"[" * n, b'{"a":' * n, b'{"inputs": [{"name": "x", "data": ' + b"[" * n])
+        )
+        body = st.one_of(body, st.lists(json_values(space), max_size=3), json_values(space), too_deep)
     return body
 
 
@@ -315,3 +323,23 @@ def test_damaged_binary_requests_decode_or_refuse(request, cut, flip):
     _expect_value_or_request_error(
         lambda: parse_payload({"body": damaged}, {HEADER_LENGTH: str(header_length)}, "image")
     )
+
+
+# ---------------------------------------------------------------- shapes of earlier 500s
+
+
+@FUZZ
+@given(name=json_values("full"), binary=st.booleans())
+def test_any_v2_output_name_decodes_or_refuses(name, binary):
+    """An output name that is not a string (a list was a 500) is a 400 naming 'outputs'."""
+    body = {"inputs": [], "outputs": [{"name": name, "parameters": {"binary_data": binary}}]}
+    _expect_value_or_request_error(lambda: parse_oip(body, None))
+
+
+@FUZZ
+@given(depth=st.integers(1, 200_000), opener=st.sampled_from(["[", '{"a": ', '{"inputs": [{"name": "x", "data": ']))
+def test_json_nested_to_any_depth_decodes_or_refuses(depth, opener):
+    """TorchServe hands on a body its own parser could not read (too deep) as it came."""
+    body = opener * depth
+    for raw, headers in (({"body": body}, {}), ({"body": body.encode()}, {"Content-Type": "application/json"})):
+        _expect_value_or_request_error(lambda raw=raw, headers=headers: parse_payload(raw, headers, "image"))

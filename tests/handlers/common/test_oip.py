@@ -10,7 +10,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.http._utils import _get_inference_request
 
-from handlers.common.errors import InvalidField
+from handlers.common.errors import InvalidField, TooLarge
 from handlers.common.fields import Fields
 from handlers.common.oip import HEADER_LENGTH, OipOutput, OipRequest, encode_oip, parse_oip
 from handlers.common.payload import parse_payload
@@ -97,11 +97,52 @@ def test_malformed_json_requests_are_400(body):
         {"inputs": [], "outputs": ["image"]},
         {"inputs": [], "outputs": 3},
         {"inputs": [], "outputs": [{"name": "image", "parameters": 1}]},
+        {"inputs": [], "outputs": [{"name": ["image"]}]},
+        {"inputs": [], "outputs": [{"name": {"a": 1}, "parameters": {"binary_data": True}}]},
+        {"inputs": [], "outputs": [{"parameters": {"binary_data": True}}]},
     ],
+    ids=["bad_tensor_parameters", "bad_parameters", "output_string", "outputs_int", "output_parameters_int"]
+    + ["output_name_list", "output_name_object", "output_without_name"],
 )
 def test_malformed_parameters_and_outputs_are_400(body):
-    with pytest.raises(InvalidField):
+    with pytest.raises(InvalidField) as error:
         parse_oip(body, None)
+    assert error.value.field in ("outputs", "parameters", "a")
+
+
+def test_json_tensor_data_nested_too_deeply_is_400():
+    data = [1]
+    for _ in range(900):  # under Python's recursion limit for json, over any tensor's rank
+        data = [data]
+    with pytest.raises(InvalidField) as error:
+        parse_oip({"inputs": [{"name": "steps", "datatype": "INT64", "data": data}]}, None)
+    assert error.value.field == "steps" and "deeper" in error.value.message
+
+
+def test_json_tensor_with_more_values_than_a_field_is_413():
+    body = {"inputs": [{"name": "steps", "datatype": "INT64", "data": list(range(100_000))}]}
+    with pytest.raises(TooLarge) as error:
+        parse_oip(body, None)
+    assert error.value.field == "steps" and error.value.status == 413
+
+
+def test_a_64_mib_numeric_tensor_is_413_before_its_data_is_read(monkeypatch):
+    size = 64 * 2**20
+    header = binary_header(
+        [{"name": "steps", "datatype": "INT64", "shape": [size // 8], "parameters": {"binary_data_size": size}}]
+    )
+    monkeypatch.setattr(np, "frombuffer", lambda *a, **k: pytest.fail("tensor data was read"))
+    with pytest.raises(TooLarge) as error:
+        parse_oip(header + bytes(size), str(len(header)))
+    assert error.value.field == "steps" and "at most" in error.value.message
+
+
+def test_unknown_input_names_are_refused_before_any_data_is_read(monkeypatch):
+    header = binary_header([{"name": "sise", "datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}])
+    monkeypatch.setattr(np, "frombuffer", lambda *a, **k: pytest.fail("tensor data was read"))
+    with pytest.raises(InvalidField) as error:
+        parse_oip(header + bytes(8), str(len(header)), frozenset({"size", "style"}))
+    assert error.value.field == "sise" and "size, style" in error.value.message
 
 
 # ---------------------------------------------------------------- binary extension (tritonclient)

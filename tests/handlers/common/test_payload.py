@@ -150,3 +150,19 @@ def test_query_fields_merge_with_json_body():
 
 def test_no_body_and_no_fields():
     assert parse_payload({}, {}, "image").fields == {}
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a": ' + b"[" * 100_000, '{"a": ' * 100_000])
+def test_json_nested_past_the_parsers_depth_is_400_body(body):
+    """TorchServe forwards such a body unparsed (its own json.loads fails); ours must not 500."""
+    with pytest.raises(InvalidField) as error:
+        parse_payload({"body": body}, JSON, "image")
+    assert error.value.field == "body" and "deep" in error.value.message
+
+
+def test_v2_tensors_of_unknown_names_are_refused_when_the_fields_are_known():
+    body = {"inputs": [{"name": "style", "datatype": "BYTES", "data": ["candy"]}, {"name": "styel", "data": ["x"]}]}
+    with pytest.raises(InvalidField) as error:
+        parse_payload({"body": body}, JSON, "image", frozenset({"image", "style"}))
+    assert error.value.field == "styel" and "unknown input" in error.value.message
+    assert parse_payload({"body": body}, JSON, "image").fields == {"style": "candy", "styel": "x"}

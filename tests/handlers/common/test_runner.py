@@ -12,13 +12,33 @@ import pytest
 import tritonclient.http as triton
 from PIL import Image
 
-from handlers.common.errors import InvalidField
+from handlers.common import metrics as m
+from handlers.common.errors import (
+    DeadlineExceeded,
+    InvalidField,
+    OutOfMemory,
+    Overloaded,
+    PromptTooLong,
+    RequestError,
+    ServerError,
+    ServerFault,
+    TooLarge,
+)
 from handlers.common.images import ImageLimits, decode_image
 from handlers.common.oip import HEADER_LENGTH
 from handlers.common.runner import BatchRunner
 from handlers.common.service import OUTPUT_FIELDS, ImageResult, OutputOptions, Service
 
 JSON = {"Content-Type": "application/json"}
+
+# What PaintService.predict returns for a request asking `fail=<key>`.
+PER_REQUEST_FAILURES = {
+    "predict": lambda: InvalidField("'fail' asked for a per-request error", "fail"),
+    "timeout": lambda: DeadlineExceeded("outlived the budget", "steps"),
+    "busy": lambda: Overloaded("the batch had no time left", retry_after_s=3),
+    "oom": lambda: MemoryError("no memory for this one"),
+    "bug": lambda: ValueError("secret detail 7"),
+}
 
 
 @dataclass
@@ -35,16 +55,17 @@ class PaintService(Service):
     name = "paint"
     raw_image_field = "image"
     streams = True
+    field_names = frozenset(("image", "size", "steps", "fail", "stream") + OUTPUT_FIELDS)
 
     def __init__(self, predict_error: Exception = None):
         self.predict_error = predict_error
         self.batches = []
 
     def decode_request(self, fields):
-        fields.check_known(("image", "size", "steps", "fail", "stream") + OUTPUT_FIELDS)
+        fields.check_known(self.field_names)
         if fields.has("image"):
             decode_image(fields.image_bytes("image", 10_000), "image", ImageLimits())
-        fail = fields.choice("fail", ("none", "predict", "decode_bug"), "none")
+        fail = fields.choice("fail", ("none", "decode_bug") + tuple(PER_REQUEST_FAILURES), "none")
         if fail == "decode_bug":
             raise KeyError("a bug in decode_request")
         return PaintRequest(
@@ -63,16 +84,31 @@ class PaintService(Service):
         for position, request in enumerate(requests):
             for step in range(1, request.steps + 1):
                 progress(position, {"step": step, "of": request.steps})
-            if request.fail == "predict":
-                results.append(InvalidField("'fail' asked for a per-request error", "fail"))
+            if request.fail in PER_REQUEST_FAILURES:
+                results.append(PER_REQUEST_FAILURES[request.fail]())
                 continue
             image = Image.new("RGB", (request.size, request.size), (position * 10, 0, 0))
             results.append(ImageResult([image], {"size": request.size}, seeds=[position]))
         return results
 
 
-def run(service, *requests, send_chunk=None):
-    return BatchRunner(service, "paint", "1.0").run(list(requests), send_chunk)
+def run(service, *requests, send_chunk=None, metrics=None):
+    runner = BatchRunner(service, "paint", "1.0", metrics) if metrics else BatchRunner(service, "paint", "1.0")
+    return runner.run(list(requests), send_chunk)
+
+
+class RecordingMetrics:
+    def __init__(self):
+        self.counts = []
+
+    def count(self, name, value, dimensions):
+        self.counts.append((name, dict(dimensions)))
+
+    def gauge_ms(self, name, value_ms, dimensions):
+        pass
+
+    def named(self, name):
+        return [dimensions for counted, dimensions in self.counts if counted == name]
 
 
 def body_of(reply) -> dict:
@@ -271,12 +307,100 @@ class BrokenResultService(PaintService):
         return results
 
 
-@pytest.mark.parametrize("mode", ["wrong_type", "too_few"])
-def test_service_result_bug_is_a_500_for_that_request_only(mode):
-    replies = run(BrokenResultService(mode), ({}, {}), ({}, {}))
-    assert all(reply is not None for reply in replies)
-    statuses = [reply.status for reply in replies]
-    if mode == "wrong_type":
-        assert statuses == [500, 200]  # the first result was the broken one
-    else:
-        assert 500 in statuses
+def test_a_result_of_the_wrong_type_is_a_500_for_that_request_only():
+    replies = run(BrokenResultService("wrong_type"), ({}, {}), ({}, {}))
+    assert [reply.status for reply in replies] == [500, 200]  # the first result was the broken one
+    assert body_of(replies[0])["type"] == "InternalServerError"
+
+
+def test_too_few_results_is_a_500_for_every_request_never_a_neighbours_image():
+    """Which result is missing is unknown, so no result can be trusted to be its request's."""
+    replies = run(BrokenResultService("too_few"), ({}, {}), ({}, {}), ({}, {}))
+    assert [reply.status for reply in replies] == [500, 500, 500]
+
+
+# ---------------------------------------------------------------- error families and metrics
+
+
+def test_client_and_server_errors_are_separate_families():
+    for client in (InvalidField, TooLarge, PromptTooLong):
+        assert issubclass(client, RequestError) and not issubclass(client, ServerError)
+        assert 400 <= client.status < 500
+    for server in (Overloaded, DeadlineExceeded, OutOfMemory, ServerFault):
+        assert issubclass(server, ServerError) and not issubclass(server, RequestError)
+        assert server.status >= 500
+    assert [e.status for e in (ServerFault, Overloaded, DeadlineExceeded, OutOfMemory)] == [500, 503, 504, 507]
+
+
+def test_each_predict_failure_stays_with_its_request(caplog):
+    fails = ["none", "timeout", "oom", "bug", "busy", "none"]
+    with caplog.at_level(logging.ERROR):
+        replies = run(PaintService(), *[({"fail": f.encode()} if f != "none" else {}, {}) for f in fails])
+    assert [r.status for r in replies] == [200, 504, 507, 500, 503, 200]
+    assert replies[4].headers["Retry-After"] == "3"
+    assert b"secret detail" not in replies[3].body
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [MemoryError, ValueError]
+    # Each neighbour kept its own result: positions 0 and 5 -> red 0 and 50.
+    assert [image_of(replies[i].body).getpixel((0, 0)) for i in (0, 5)] == [(0, 0, 0), (50, 0, 0)]
+
+
+def test_server_errors_are_counted_as_faults_not_as_rejected_requests():
+    metrics = RecordingMetrics()
+    requests = [({"fail": f.encode()}, {}) for f in ("timeout", "oom", "bug", "busy", "predict")]
+    run(PaintService(), *requests, ({"size": b"0"}, {}), metrics=metrics)
+    assert sorted(d["Reason"] for d in metrics.named(m.SERVER_FAULTS)) == sorted(
+        ["Timeout", "OutOfResources", "InternalServerError", "ServiceUnavailable"]
+    )
+    assert metrics.named(m.REJECTED_REQUESTS) == [
+        {"Reason": "InvalidInput", "Field": "size"},
+        {"Reason": "InvalidInput", "Field": "fail"},
+    ]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["styel", "x\n[METRICS]Forged.Count:1|#Level:Host|#hostname:h,1", "k" * 100_000, "image\r"],
+    ids=["typo", "forged_metric_line", "100k_chars", "known_name_plus_cr"],
+)
+def test_metric_labels_only_from_known_field_names(key):
+    metrics = RecordingMetrics()
+    [reply] = run(PaintService(), ({key: b"1"}, {}), metrics=metrics)
+    body = body_of(reply)
+    assert reply.status == 400 and body["field"][:100] == key[:100]  # the client still hears which
+    assert len(reply.body) < 10_000  # a 100,000-character key is not echoed back in full
+    assert metrics.named(m.REJECTED_REQUESTS) == [{"Reason": "InvalidInput", "Field": "unknown"}]
+
+
+def test_v2_tensor_of_an_unknown_name_is_refused_before_its_data_is_read():
+    huge = 64 * 2**20
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "sise", "datatype": "INT64", "shape": [huge // 8], "parameters": {"binary_data_size": huge}}
+            ]
+        }
+    ).encode()
+    metrics = RecordingMetrics()
+    [reply] = run(
+        PaintService(),
+        ({"body": bytearray(header) + bytearray(huge)}, {HEADER_LENGTH: str(len(header))}),
+        metrics=metrics,
+    )
+    assert reply.status == 400 and body_of(reply)["field"] == "sise" and "unknown input" in body_of(reply)["message"]
+
+
+def test_a_failing_progress_stream_does_not_fail_the_batch(caplog):
+    def send_chunk(index, data):
+        if index == 0:
+            raise BrokenPipeError("client went away")
+
+    with caplog.at_level(logging.ERROR):
+        replies = run(
+            PaintService(),
+            ({"stream": b"true", "steps": b"3"}, {}),
+            ({"stream": b"true", "steps": b"2"}, {}),
+            send_chunk=send_chunk,
+        )
+    assert [r.status for r in replies] == [200, 200]
+    assert json.loads(replies[1].body)["type"] == "result"
+    assert sum(1 for r in caplog.records if r.exc_info and r.exc_info[0] is BrokenPipeError) == 1

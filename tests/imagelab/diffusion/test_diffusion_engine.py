@@ -1,10 +1,14 @@
 """DiffusionEngine on the tiny SD 1.5: golden pixels, batching, seeds, progress, prompt limits."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from PIL import Image
 
+from imagelab.deadline import Deadline
 from imagelab.diffusion.engine import DiffusionEngine
 from imagelab.diffusion.jobs import (
     DiffusionSettings,
@@ -98,7 +102,7 @@ def test_on_step_is_called_per_step_for_every_job_of_the_group(engine):
 
 def test_results_report_timings_and_no_safety_checker(engine):
     result = engine.generate([job()])[0]
-    assert set(result.timings_ms) == {"text_encode", "denoise", "decode", "total"}
+    assert set(result.timings_ms) == {"adapter_swap", "text_encode", "denoise", "decode", "total"}
     assert result.timings_ms["total"] >= result.timings_ms["denoise"] > 0
     assert result.nsfw is None and not engine.has_safety_checker
     assert engine.native_size_px == 64
@@ -149,12 +153,39 @@ def test_settings_are_validated(tmp_path):
         DiffusionEngine(DiffusionSettings(tmp_path, dtype="float32"))
 
 
-def test_auto_dtype(tmp_path):
-    assert DiffusionSettings(tmp_path, device="cuda").torch_dtype == torch.float16
-    flags = open("/proc/cpuinfo").read().split()
-    bf16_cpu = "avx512_bf16" in flags or "amx_bf16" in flags  # native only, not oneDNN's emulation
-    assert DiffusionSettings(tmp_path).torch_dtype == (torch.bfloat16 if bf16_cpu else torch.float32)
-    assert DiffusionSettings(tmp_path, dtype="float32").torch_dtype == torch.float32
+def cpuinfo(flags: str) -> str:
+    """Two processors of /proc/cpuinfo as Linux writes it; `flags` on each."""
+    processor = "processor\t: {n}\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 {flags}\nbugs\t\t: spectre_v1\n\n"
+    return "".join(processor.format(n=n, flags=flags) for n in range(2))
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("avx512f avx512bw avx512_vnni", torch.float32),  # plain AVX-512: oneDNN emulates bf16, slowly
+        ("avx512f avx512_bf16", torch.bfloat16),
+        ("amx_tile amx_bf16", torch.bfloat16),
+        ("", torch.float32),
+        (None, torch.float32),  # no /proc/cpuinfo (not Linux)
+    ],
+)
+def test_auto_dtype_reads_the_cpu_flags(tmp_path, monkeypatch, flags, expected):
+    import builtins
+
+    import imagelab.devices
+
+    def fake_open(path, *args, **kwargs):
+        if str(path) != "/proc/cpuinfo":
+            return builtins.open(path, *args, **kwargs)
+        if flags is None:
+            raise FileNotFoundError(path)
+        return io.StringIO(cpuinfo(flags))
+
+    monkeypatch.setattr(imagelab.devices, "open", fake_open, raising=False)  # the module's seam
+    assert DiffusionSettings(tmp_path).torch_dtype == expected
+    assert DiffusionSettings(tmp_path, device="cuda").torch_dtype == torch.float16  # CUDA: always fp16
+    assert DiffusionSettings(tmp_path, dtype="float32").torch_dtype == torch.float32  # explicit wins
+    assert DiffusionSettings(tmp_path, dtype="bfloat16").torch_dtype == torch.bfloat16
 
 
 def test_nan_decode_is_retried_in_float32(tiny_sd15_dir, monkeypatch):
@@ -176,3 +207,94 @@ def test_nan_decode_is_retried_in_float32(tiny_sd15_dir, monkeypatch):
     monkeypatch.setattr(AutoencoderKL, "decode", lambda self, z, *a, **k: (torch.full_like(z, float("nan")),))
     with pytest.raises(NonFiniteImageError):
         engine.generate([job()])
+
+
+# ---------------------------------------------------------------- failures stay where they happen
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand: budgets run out exactly where it says."""
+
+    def __init__(self):
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_budget_spent_in_a_later_group_keeps_the_finished_groups_results(engine):
+    clock = FakeClock()
+    deadline = Deadline.after(10.0, clock)
+    jobs = [job(seed=1), job(seed=2, steps=3), job(seed=3), job(seed=4, style="monet")]
+
+    def on_step(job_index, step, of):
+        if job_index == 1:  # the second group's first step: its time runs out
+            clock.now_s = 11.0
+
+    outcomes = engine.generate_each(jobs, on_step, deadline)
+    assert [type(o).__name__ for o in outcomes] == [
+        "GenerationResult",
+        "BudgetSpent",
+        "GenerationResult",
+        "BudgetSpent",
+    ]
+    assert outcomes[1].started and outcomes[1].stage == "step 2 of 3"
+    assert not outcomes[3].started  # never began: the server answers 503, not 504
+    assert outcomes[0].batch_images == 2
+    alone = engine.generate([jobs[2]])[0]
+    np.testing.assert_array_equal(pixels(outcomes[2]), pixels(alone))
+
+
+def test_budget_is_checked_before_each_decode(engine, monkeypatch):
+    clock = FakeClock()
+    decode_row = engine._decode_row
+
+    def slow_decode_row(*args):
+        clock.now_s += 6.0  # each decode takes 6 of the 10 s
+        return decode_row(*args)
+
+    monkeypatch.setattr(engine, "_decode_row", slow_decode_row)
+    outcomes = engine.generate_each([job(seed=1), job(seed=2), job(seed=3)], None, Deadline.after(10.0, clock))
+    assert [type(o).__name__ for o in outcomes] == ["GenerationResult", "GenerationResult", "BudgetSpent"]
+    assert outcomes[2].started and outcomes[2].stage == "decoding"
+    assert [o.batch_images for o in outcomes[:2]] == [3, 3]  # one pipeline call for all three
+
+
+def test_an_exception_in_one_group_fails_only_that_group(engine, monkeypatch):
+    encode_prompts = engine._encode_prompts
+
+    def failing_encode(jobs, guided):
+        if any("boom" in j.prompt for j in jobs):
+            raise RuntimeError("injected text encoder failure")
+        return encode_prompts(jobs, guided)
+
+    monkeypatch.setattr(engine, "_encode_prompts", failing_encode)
+    jobs = [job(seed=1), job(prompt="boom", seed=2, steps=3), job(seed=3, steps=3)]
+    outcomes = engine.generate_each(jobs)
+    assert isinstance(outcomes[0].images[0], Image.Image)
+    assert all(isinstance(o, RuntimeError) for o in outcomes[1:])  # one group: both its jobs
+    with pytest.raises(RuntimeError, match="injected"):
+        engine.generate(jobs)  # the strict form still raises
+
+
+def test_a_failed_decode_fails_only_that_job(engine, monkeypatch):
+    decode_safely = engine._decode_safely
+    calls = []
+
+    def one_bad_decode(latents, decoder="full"):
+        calls.append(1)
+        if len(calls) == 2:
+            raise NonFiniteImageError("injected NaN in the second image")
+        return decode_safely(latents, decoder)
+
+    monkeypatch.setattr(engine, "_decode_safely", one_bad_decode)
+    outcomes = engine.generate_each([job(seed=1), job(seed=2), job(seed=3)])
+    assert isinstance(outcomes[1], NonFiniteImageError)
+    assert [o.seeds for o in (outcomes[0], outcomes[2])] == [[1], [3]]
+
+
+def test_an_invalid_job_fails_alone(engine):
+    outcomes = engine.generate_each([job(seed=1), job(style="picasso"), job(seed=3)])
+    assert isinstance(outcomes[1], ValueError) and "in job 1 of 3" in outcomes[1].__notes__
+    assert [o.seeds for o in (outcomes[0], outcomes[2])] == [[1], [3]]
+    assert outcomes[0].batch_images == 2

@@ -4,7 +4,7 @@ import torchvision
 from safetensors.torch import load_file
 
 from imagelab.neural_style import STYLE_LAYERS, VGG19Features, load_vgg19_features, synthesize_tiny_vgg19
-from imagelab.neural_style.vgg import CONV_POSITIONS, infer_vgg19_widths
+from imagelab.neural_style.vgg import CONV_POSITIONS, VGG19_CFG, infer_vgg_widths
 
 TINY_WIDTHS = [8, 8, 16, 16, 32, 32, 32, 32, 64, 64, 64, 64, 64, 64, 64, 64]
 
@@ -13,7 +13,7 @@ def test_tiny_vgg19_has_torchvision_key_names_and_narrow_widths(tiny_vgg19_path)
     state_dict = load_file(str(tiny_vgg19_path))
     reference = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"]).state_dict()
     assert set(state_dict) == {f"features.{key}" for key in reference}
-    assert infer_vgg19_widths(state_dict) == TINY_WIDTHS
+    assert infer_vgg_widths(state_dict, VGG19_CFG) == TINY_WIDTHS
 
 
 def test_tiny_vgg19_synthesis_is_deterministic_per_seed(tmp_path, tiny_vgg19_path):
