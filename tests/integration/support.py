@@ -1,9 +1,17 @@
-"""Assertions and decoders the integration tests share."""
+"""Assertions, decoders and servers of their own that the integration tests share."""
 
+import contextlib
 import io
+from dataclasses import replace
 
 import requests
+import yaml
 from PIL import Image
+
+from archiver.build import build_archive
+from archiver.capabilities import CAPABILITIES
+from operations.server import Ports, TorchServe
+from weightstore.layout import WeightsLayout
 
 
 def decode(response: requests.Response) -> Image.Image:
@@ -20,3 +28,29 @@ def assert_error(response: requests.Response, status: int, field: str) -> dict:
     assert field in body["message"], body
     assert body.get("field") == field
     return body
+
+
+@contextlib.contextmanager
+def own_server(tmp_path_factory, model: str, config: dict, overrides=None):
+    """A TorchServe of its own serving `model` built with this model-config (a full one, e.g.
+    the archive's YAML with test changes) -> (server, session with the inference token)."""
+    config_path = tmp_path_factory.mktemp("config") / f"{model}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    store = tmp_path_factory.mktemp(f"{model}_store")
+    archive = build_archive(replace(CAPABILITIES[model], config=config_path), WeightsLayout.default(), store)
+    server = TorchServe(
+        tmp_path_factory.mktemp(f"{model}_ts"), store, {model: archive.name}, Ports.free(), overrides=overrides
+    )
+    server.start()
+    try:
+        server.wait_ready()
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {server.keys().inference}"
+        yield server, session
+    finally:
+        server.stop()
+
+
+def model_config(model: str) -> dict:
+    """The archive's model-config.yaml as a dict, for a test to change before `own_server`."""
+    return yaml.safe_load(CAPABILITIES[model].config.read_text())

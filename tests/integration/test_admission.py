@@ -7,17 +7,10 @@ fraction of it, even on a shared, loaded machine.
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import pytest
 import requests
-import yaml
-from support import assert_error, decode
-
-from archiver.build import build_archive
-from archiver.capabilities import CAPABILITIES
-from operations.server import Ports, TorchServe
-from weightstore.layout import WeightsLayout
+from support import assert_error, decode, model_config, own_server
 
 pytestmark = pytest.mark.slow
 BUDGET_S = 60
@@ -28,24 +21,12 @@ SMALL = {"prompt": "a cat", "width": 64, "height": 64, "steps": 2, "seed": 1}
 
 @pytest.fixture(scope="module")
 def pinned(tmp_path_factory):
-    base = CAPABILITIES["txt2img"]
-    config = yaml.safe_load(base.config.read_text())
+    config = model_config("txt2img")
     # Two requests sent together share a batch: the frontend waits up to 3 s for the second.
     config.update(batchSize=2, maxBatchDelay=3000)
     config["handler"].update(time_budget_s=BUDGET_S, cost_rates=RATES)
-    config_path = tmp_path_factory.mktemp("config") / "txt2img.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    store = tmp_path_factory.mktemp("admission_store")
-    archive = build_archive(replace(base, config=config_path), WeightsLayout.default(), store)
-    server = TorchServe(tmp_path_factory.mktemp("admission_ts"), store, {"txt2img": archive.name}, Ports.free())
-    server.start()
-    try:
-        server.wait_ready()
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {server.keys().inference}"
-        yield server, session
-    finally:
-        server.stop()
+    with own_server(tmp_path_factory, "txt2img", config) as served:
+        yield served
 
 
 def post(pinned, **fields):

@@ -6,17 +6,10 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import pytest
 import requests
-import yaml
-from support import assert_error, decode
-
-from archiver.build import build_archive
-from archiver.capabilities import CAPABILITIES
-from operations.server import Ports, TorchServe
-from weightstore.layout import WeightsLayout
+from support import assert_error, decode, model_config, own_server
 
 pytestmark = pytest.mark.slow
 # Far above the 3 s fault sleeps below: on a loaded machine decoding, stylising and encoding around
@@ -26,29 +19,11 @@ RESPONSE_TIMEOUT_S = 20
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory, photo_jpeg):
-    base = CAPABILITIES["fast_style"]
-    config = yaml.safe_load(base.config.read_text())
+    config = model_config("fast_style")
     config.update(batchSize=1, maxBatchDelay=0, responseTimeout=RESPONSE_TIMEOUT_S, jobQueueSize=2)
     config["handler"]["fault_injection"] = True
-    config_path = tmp_path_factory.mktemp("config") / "fast_style.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    store = tmp_path_factory.mktemp("faulty_store")
-    archive = build_archive(replace(base, config=config_path), WeightsLayout.default(), store)
-    server = TorchServe(
-        tmp_path_factory.mktemp("faulty_ts"),
-        store,
-        {"fast_style": archive.name},
-        Ports.free(),
-        overrides={"job_queue_size": "2"},
-    )
-    server.start()
-    try:
-        server.wait_ready()
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {server.keys().inference}"
+    with own_server(tmp_path_factory, "fast_style", config, overrides={"job_queue_size": "2"}) as (server, session):
         yield server, session, photo_jpeg
-    finally:
-        server.stop()
 
 
 def post(faulty, timeout_s=60, **fields):

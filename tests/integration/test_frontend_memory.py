@@ -12,19 +12,14 @@ import struct
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 from PIL import Image
+from support import model_config, own_server
 
-from archiver.build import build_archive
-from archiver.capabilities import CAPABILITIES
-from operations.server import Ports, TorchServe
+from operations.server import TorchServe
 from repo_paths import REPO_ROOT
-from weightstore.layout import WeightsLayout
 
 pytestmark = pytest.mark.slow
 HOLD_S = 30  # how long one request keeps the worker busy: the flood arrives well within it
@@ -38,10 +33,6 @@ def repo_config() -> dict:
         for line in (REPO_ROOT / "config.properties").read_text().splitlines()
         if "=" in line and not line.lstrip().startswith("#")
     )
-
-
-def model_config() -> dict:
-    return yaml.safe_load(CAPABILITIES["fast_style"].config.read_text())
 
 
 def padded_png(total_bytes: int) -> bytes:
@@ -58,22 +49,10 @@ def padded_png(total_bytes: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def frontend(tmp_path_factory):
-    base = CAPABILITIES["fast_style"]
-    config = model_config()
+    config = model_config("fast_style")
     config["handler"]["fault_injection"] = True
-    config_path = tmp_path_factory.mktemp("config") / "fast_style.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    store = tmp_path_factory.mktemp("memory_store")
-    archive = build_archive(replace(base, config=config_path), WeightsLayout.default(), store)
-    server = TorchServe(tmp_path_factory.mktemp("memory_ts"), store, {"fast_style": archive.name}, Ports.free())
-    server.start()
-    try:
-        server.wait_ready()
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {server.keys().inference}"
-        yield server, session
-    finally:
-        server.stop()
+    with own_server(tmp_path_factory, "fast_style", config) as served:
+        yield served
 
 
 def java_command_line(server: TorchServe) -> list:
@@ -127,7 +106,7 @@ def batches_received(server: TorchServe) -> int:
 
 def test_a_flood_of_large_requests_past_the_models_queue_is_refused_with_503(frontend):
     server, session = frontend
-    config = model_config()
+    config = model_config("fast_style")
     # With the worker busy, only the model's queue admits; slack of one batch for the aggregator.
     admitted_at_most = config["jobQueueSize"] + config["batchSize"]
     assert admitted_at_most < FLOOD
