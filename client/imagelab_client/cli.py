@@ -1,4 +1,6 @@
-"""The `imagelab` command: one subcommand per model, plus `models` for management.
+"""The `imagelab` command: one subcommand per model, plus `models` for management,
+`compare-steps` (one labelled grid of several step counts or animals) and `adjust` (the server's
+colour adjustment on a local file, no server needed).
 
 Connection flags (before or after the subcommand): --url, --management-url, --key-file,
 --transport rest|grpc|v2, --timeout-s. Defaults come from IMAGELAB_URL,
@@ -12,8 +14,11 @@ import os
 import sys
 from typing import Optional
 
+from imagelab_client import compare
+from imagelab_client.adjust import Adjustment, adjust
 from imagelab_client.client import ImageLabClient
 from imagelab_client.errors import ImageLabError
+from imagelab_client.images import decode_image
 from imagelab_client.progress import ProgressBar
 
 FORMATS = ("png", "jpeg", "webp")
@@ -149,6 +154,35 @@ def build_parser() -> argparse.ArgumentParser:
     animal.add_argument("--height", type=int)
     _output_flags(animal, "animal")
 
+    steps = command(
+        "compare-steps",
+        "one labelled grid of the same seed at several step counts and/or animals (model animals)",
+        """examples:
+  imagelab compare-steps --animal tiger --steps 4,8,16 --seed 7 -o grid.png
+  imagelab compare-steps --animal tiger,lion,cat --steps 20 --seed 7 -o animals.png""",
+    )
+    steps.add_argument("--animal", required=True, help="a class name, or several separated by commas (rows)")
+    steps.add_argument("--steps", required=True, help="step counts separated by commas (columns), e.g. 4,8,16")
+    steps.add_argument("--seed", type=int, required=True, help="the seed every cell shares")
+    steps.add_argument("--guidance", type=float)
+    steps.add_argument("--scheduler")
+    steps.add_argument("--width", type=int)
+    steps.add_argument("--height", type=int)
+    steps.add_argument("-o", "--output", default="compare-steps.png", help="the grid file (default: compare-steps.png)")
+    steps.add_argument("--version", help="model version (default: the server's default)")
+    steps.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    adjusting = command(
+        "adjust",
+        "brightness, contrast and saturation of a local image, exactly as the server applies them",
+        """examples:
+  imagelab adjust in.png --contrast 1.2 --saturation 0.8 --brightness 1.1 -o out.png""",
+    )
+    adjusting.add_argument("image", help="JPEG, PNG or WEBP file")
+    for name in ("brightness", "contrast", "saturation"):
+        adjusting.add_argument(f"--{name}", type=float, default=1.0, help="factor in [0, 3]; 1 leaves it as it is")
+    adjusting.add_argument("-o", "--output", required=True, help="file to write; the format follows its extension")
+
     models = command(
         "models",
         "list, describe, set the default version, scale workers",
@@ -176,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "adjust":
+        return _adjust(args)
     try:
         client = ImageLabClient(
             args.url,
@@ -191,6 +227,8 @@ def main(argv: Optional[list] = None) -> int:
         with client:
             if args.command == "models":
                 return _models(client, args)
+            if args.command == "compare-steps":
+                return _compare_steps(client, args)
             return _infer(client, args)
     except ImageLabError as error:
         where = f" (field '{error.field}')" if error.field else ""
@@ -264,6 +302,62 @@ def _infer(client: ImageLabClient, args) -> int:
     for path, image, seed in zip(result.save(output), result.images, seeds):
         seed_note = f", seed {seed}" if seed is not None else ""
         print(f"wrote {path} ({image.width}x{image.height} {result.format}{seed_note})")
+    return 0
+
+
+def _adjust(args) -> int:
+    try:
+        adjustment = Adjustment(brightness=args.brightness, contrast=args.contrast, saturation=args.saturation)
+    except ValueError as error:
+        print(f"imagelab: {error}", file=sys.stderr)
+        return 2
+    try:
+        with open(args.image, "rb") as file:
+            image = decode_image(file.read())
+        result = adjust(image, adjustment)
+        if result.mode == "RGBA" and not args.output.lower().endswith((".png", ".webp")):
+            result = result.convert("RGB")
+        result.save(args.output)
+    except (OSError, ValueError) as error:
+        print(f"imagelab: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({result.width}x{result.height})")
+    return 0
+
+
+def _compare_steps(client: ImageLabClient, args) -> int:
+    try:
+        animals = compare.parse_list(args.animal)
+        step_counts = compare.parse_list(args.steps, int)
+    except ValueError:
+        print(f"imagelab: --steps must be whole numbers separated by commas, got {args.steps!r}", file=sys.stderr)
+        return 2
+    total = len(animals) * len(step_counts)
+    done = []
+
+    def render(animal: str, steps: int):
+        bar = None if args.quiet else ProgressBar(f"{animal} {steps} steps ({len(done) + 1}/{total}) ")
+        try:
+            result = client.animal(
+                animal,
+                steps=steps,
+                seed=args.seed,
+                guidance=args.guidance,
+                width=args.width,
+                height=args.height,
+                version=args.version,
+                extra={"scheduler": args.scheduler} if args.scheduler else None,
+                on_progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.finish()
+        done.append(result)
+        return result.image
+
+    grid = compare.compare(render, animals, step_counts, args.seed)
+    grid.image.save(args.output)
+    print(f"wrote {args.output} ({grid.image.width}x{grid.image.height} png, {total} cells, seed {args.seed})")
     return 0
 
 

@@ -10,6 +10,7 @@ from handlers.common.spec import Field, FieldSpec
 from handlers.services.diffusion import GENERATION_SPEC, DiffusionRequest, DiffusionService, prompt_field
 from imagelab.diffusion import AnimalClasses, ColorAdjustment, UnknownAnimalError, adjust_colors
 from imagelab.diffusion.adjust import MAX_FACTOR, MIN_FACTOR
+from imagelab.diffusion.animals import read_lora_classes
 
 ADJUSTMENTS = ("contrast", "saturation", "brightness")
 ANIMALS_ADAPTER = "animals"
@@ -26,7 +27,7 @@ SPEC = FieldSpec(
         "choice",
         "The animal class to draw",
         required=True,
-        required_hint="one of the 100 classes, e.g. lion",
+        required_hint="one of the model's classes (see describe), e.g. lion",
         max_chars=100,
         extra={"note": "case-insensitive; '_', '-' and ' ' are the same"},
     ),
@@ -46,12 +47,15 @@ class AnimalsService(DiffusionService):
         super().setup(context)
         if ANIMALS_ADAPTER not in self.engine.styles:
             raise ValueError("the animals archive needs an 'animals' adapter")
-        self.classes = AnimalClasses.load()
+        # The LoRA's own class list (a trained LoRA carries it), else the built-in 100.
+        own = read_lora_classes(self.context.model_dir / self.settings.adapters[ANIMALS_ADAPTER])
+        self.classes, self.classes_source = (own, "lora") if own else (AnimalClasses.load(), "built-in")
         self.spec = self.spec.bind(animal={"choices": self.classes.names, "parse": self._match})
 
     def describe(self) -> dict:
         described = self.describe_common()
         described["classes"] = list(self.classes.names)
+        described["classes_source"] = self.classes_source
         described["fields"] = self.spec.describe()
         return described
 

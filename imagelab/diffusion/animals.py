@@ -1,11 +1,20 @@
-"""The 100 animal classes of the `animals` LoRA, name matching and prompt templates."""
+"""The animal classes of the `animals` LoRA, name matching and prompt templates.
+
+The class list travels with the LoRA: a LoRA trained on class folders carries its class names in
+its safetensors metadata (CLASSES_METADATA_KEY, a JSON list), and the server reads them from the
+archived file. The built-in list (animal_classes.txt, 100 classes) is only the default, for the
+built-in LoRA and any LoRA without that key.
+"""
 
 import difflib
+import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 CLASSES_FILE = Path(__file__).with_name("animal_classes.txt")
+CLASSES_METADATA_KEY = "imagelab_classes"
 
 # {a_animal} is the name with its article: "a lion", "an elephant".
 PROMPT_TEMPLATES = (
@@ -91,3 +100,42 @@ class AnimalClasses:
         prompt = PROMPT_TEMPLATES[template_index].format(a_animal=f"{article} {animal}")
         extra = extra.strip()
         return f"{prompt}, {extra}" if extra else prompt
+
+
+def _read_header(path: Path) -> tuple[dict, bytes]:
+    """A safetensors file's JSON header and the tensor bytes after it (format: an 8-byte
+    little-endian header length, the JSON header, then the data its offsets point into)."""
+    raw = Path(path).read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8 : 8 + length]), raw[8 + length :]
+
+
+def read_lora_classes(path: str | Path) -> "AnimalClasses | None":
+    """The class list a LoRA file carries in its metadata, or None when it carries none."""
+    header, _ = _read_header(Path(path))
+    names = (header.get("__metadata__") or {}).get(CLASSES_METADATA_KEY)
+    if names is None:
+        return None
+    return AnimalClasses(tuple(json.loads(names)))
+
+
+def classes_for_lora(path: str | Path) -> "AnimalClasses":
+    """The LoRA's own classes, else the built-in list."""
+    return read_lora_classes(path) or AnimalClasses.load()
+
+
+def write_lora_classes(path: str | Path, labels) -> "AnimalClasses":
+    """Record `labels` (class folder names, normalised here) in the LoRA file's metadata.
+
+    The header is rewritten by hand with sorted keys: safetensors' own writer orders metadata
+    keys at random (a Rust HashMap), and the same LoRA must give the same bytes."""
+    classes = AnimalClasses(tuple(normalise(label) for label in labels))
+    path = Path(path)
+    header, data = _read_header(path)
+    header.setdefault("__metadata__", {})[CLASSES_METADATA_KEY] = json.dumps(list(classes.names))
+    encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # safetensors pads its header to 8 bytes with spaces
+    staged = path.with_name(f".{path.name}.{os.getpid()}.part")
+    staged.write_bytes(len(encoded).to_bytes(8, "little") + encoded + data)
+    os.replace(staged, path)
+    return classes

@@ -165,13 +165,44 @@ try {
     await page.fill("#f-steps", "2");
     await page.fill("#f-seed", "11");
     await page.getByRole("button", { name: "Generate" }).click();
-    const result = await imageSize(page.locator('img[alt="Generated tiger"]'));
-    const before = await page.locator('img[alt="Generated tiger"]').getAttribute("style");
+    const canvas = page.locator('canvas[aria-label="Generated tiger"]');
+    const asMade = "brightness=1 contrast=1 saturation=1";
+    await page.locator(`[data-saved-factors="${asMade}"]`).waitFor({ timeout: WAIT_MS });
+    const result = await canvas.evaluate((c) => ({ width: c.width, height: c.height }));
+    const madePng = await canvas.evaluate((c) => c.toDataURL("image/png"));
+    // The sliders act on the picture already made: no request, the canvas redraws.
+    let requestsAfter = 0;
+    const count = (request) => request.url().includes("/predictions/") && requestsAfter++;
+    page.on("request", count);
     await page.fill("#f-contrast", "1.5");
-    const after = await page.locator('img[alt="Generated tiger"]').getAttribute("style");
-    const save = await page.getByRole("link", { name: "Save image" }).getAttribute("download");
+    await page.fill("#f-saturation", "0.8");
+    await page.fill("#f-brightness", "1.1");
+    const adjusted = "brightness=1.1 contrast=1.5 saturation=0.8";
+    await page.locator(`canvas[data-adjusted="${adjusted}"]`).waitFor({ timeout: WAIT_MS });
+    await page.locator(`[data-saved-factors="${adjusted}"]`).waitFor({ timeout: WAIT_MS });
+    const shownPng = await canvas.evaluate((c) => c.toDataURL("image/png"));
+    const [download] = await Promise.all([
+      page.waitForEvent("download", { timeout: WAIT_MS }),
+      page.getByRole("link", { name: "Save image" }).click(),
+    ]);
+    const saved = path.join(env.OUT_DIR, "animals-saved.png");
+    await download.saveAs(saved);
+    page.off("request", count);
     await shot(page, "laptop-animals");
-    return { classCount, filtered, result, before, after, save };
+    return { classCount, filtered, result, madePng, shownPng, saved, save: download.suggestedFilename(), requestsAfter };
+  });
+
+  await scenario("animals_compare_steps", async () => {
+    await page.fill("#f-compare-steps", "2, 3");
+    await page.getByRole("button", { name: "Compare" }).click();
+    const cells = page.locator("[data-comparison] [data-cell]");
+    await cells.nth(1).locator("img").waitFor({ timeout: WAIT_MS });
+    const labels = await cells.locator("figcaption").allTextContents();
+    const images = [];
+    for (let i = 0; i < 2; i++) images.push(await imageSize(cells.nth(i).locator("img")));
+    const alts = await cells.locator("img").evaluateAll((all) => all.map((img) => img.alt));
+    await shot(page, "laptop-animals-compare");
+    return { labels, images, alts };
   });
 
   await scenario("animals_no_class", async () => {

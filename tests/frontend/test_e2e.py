@@ -5,17 +5,21 @@ One browser session (tests/frontend/e2e.mjs) runs every scenario once; the tests
 what it saw against what the server itself says. Screenshots of each page, at laptop and
 phone sizes, are written to reports/frontend/."""
 
+import base64
+import io
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from gateway.config import GatewayConfig
 from gateway.server import make_gateway
+from imagelab.diffusion.adjust import ColorAdjustment, adjust_colors
 
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND = REPO / "frontend"
@@ -147,14 +151,40 @@ def test_a_bad_size_shows_the_servers_message_next_to_the_width_field(seen, serv
     assert result["message"] == expected["message"] and result["invalid"] == "true"
 
 
+def _pixels(data_url: str) -> Image.Image:
+    assert data_url.startswith("data:image/png;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGB")
+
+
 def test_animals_picker_searches_the_servers_classes_and_makes_a_picture(seen, server):
     result = scenario(seen, "animals")
     classes = server.management("GET", "/models/animals?customized=true").json()[0]["customizedMetadata"]["classes"]
     assert result["classCount"] == len(classes) == 100
     assert result["filtered"] == 1  # "tig" -> tiger
     assert (result["result"]["width"], result["result"]["height"]) == (64, 64)
-    assert "contrast(1)" in result["before"] and "contrast(1.5)" in result["after"]
     assert result["save"] == "animals-tiger-11.png"
+
+
+def test_animals_sliders_adjust_the_shown_picture_with_the_servers_math_and_save_writes_it(seen, server):
+    result = scenario(seen, "animals")
+    made = server.predict("animals", data={"animal": "tiger", "steps": "2", "seed": "11"})
+    assert made.status_code == 200, made.text
+    as_made = Image.open(io.BytesIO(made.content)).convert("RGB")
+    assert _pixels(result["madePng"]).tobytes() == as_made.tobytes()  # the canvas starts as the server made it
+    expected = np.asarray(adjust_colors(as_made, ColorAdjustment(brightness=1.1, contrast=1.5, saturation=0.8)))
+    shown = np.asarray(_pixels(result["shownPng"]))
+    assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(shown.astype(int) - np.asarray(as_made).astype(int)).max() > 1  # the sliders really acted
+    with Image.open(result["saved"]) as saved:
+        assert saved.convert("RGB").tobytes() == shown.tobytes()  # Save writes what is shown
+    assert result["requestsAfter"] == 0  # no new generation for a slider
+
+
+def test_animals_steps_comparison_shows_the_same_seed_at_each_step_count(seen, server):
+    result = scenario(seen, "animals_compare_steps")
+    assert result["labels"] == ["tiger, 2 steps", "tiger, 3 steps"]
+    assert all((i["width"], i["height"]) == (64, 64) for i in result["images"])
+    assert all(alt.endswith("seed 11") for alt in result["alts"])
 
 
 def test_animals_without_a_class_shows_the_servers_message_next_to_the_picker(seen, server):
@@ -202,6 +232,7 @@ def test_no_key_reaches_the_browser(seen):
                 "text-to-image",
                 "text-to-image-error",
                 "animals",
+                "animals-compare",
                 "models",
             )
         ),

@@ -527,3 +527,95 @@ def test_the_client_imports_neither_torch_nor_the_server(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# Colour adjustment on a local file: the server's math, without the server.
+ADJUSTMENTS = [(1.2, 0.8, 1.1), (0.0, 1.0, 1.0), (1.0, 3.0, 0.0), (2.5, 0.3, 2.2), (1.0, 1.0, 1.0)]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("contrast, saturation, brightness", ADJUSTMENTS)
+def test_client_adjust_is_byte_for_byte_the_servers_adjust(mode, contrast, saturation, brightness):
+    from imagelab.diffusion.adjust import ColorAdjustment, adjust_colors
+    from imagelab_client.adjust import Adjustment, adjust
+
+    pixels = bytes((i * 37 + (i // 7) * 11) % 256 for i in range(31 * 17 * len(mode)))
+    image = Image.frombytes(mode, (31, 17), pixels)
+    factors = {"contrast": contrast, "saturation": saturation, "brightness": brightness}
+    ours = adjust(image, Adjustment(**factors))
+    servers = adjust_colors(image, ColorAdjustment(**factors))
+    assert ours.mode == servers.mode == mode
+    assert ours.tobytes() == servers.tobytes()
+    if (contrast, saturation, brightness) != (1.0, 1.0, 1.0):
+        assert ours.tobytes() != image.tobytes()  # the factors really acted
+
+
+def test_cli_adjust_writes_the_servers_result_and_names_a_bad_factor(photo_png, tmp_path):
+    from imagelab.diffusion.adjust import ColorAdjustment, adjust_colors
+
+    (tmp_path / "in.png").write_bytes(photo_png)
+    env = {**os.environ, "PYTHONPATH": str(CLIENT_DIR)}
+    args = ["--contrast", "1.2", "--saturation", "0.8", "--brightness", "1.1"]
+    command = [sys.executable, "-m", "imagelab_client", "adjust", str(tmp_path / "in.png"), *args]
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "out.png")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert written(done.stdout) == [tmp_path / "out.png"]
+    expected = adjust_colors(Image.open(io.BytesIO(photo_png)), ColorAdjustment(1.1, 1.2, 0.8))
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.tobytes() == expected.tobytes()
+    bad = subprocess.run(
+        [*command[:5], "--contrast", "4", "-o", str(tmp_path / "bad.png")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "contrast must be in [0.0, 3.0]" in bad.stderr
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_cli_compare_steps_grid_holds_each_step_count_of_the_same_seed(server, clients, tmp_path):
+    if not served(clients, "animals"):
+        pytest.skip("animals is not served by this build (its archive is not in the store yet)")
+    fields = clients["rest"].describe("animals").customized["fields"]
+    size = {"width": fields["width"]["min"], "height": fields["height"]["min"]}
+    low = max(2, fields["steps"]["min"])
+    steps = [low, low + 1, low + 3]
+    done = run_cli(
+        server,
+        "compare-steps",
+        "--animal",
+        "tiger",
+        "--steps",
+        ",".join(map(str, steps)),
+        "--seed",
+        "7",
+        "--width",
+        str(size["width"]),
+        "--height",
+        str(size["height"]),
+        "-o",
+        str(tmp_path / "grid.png"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert written(done.stdout) == [tmp_path / "grid.png"] and "3 cells, seed 7" in done.stdout
+    from imagelab_client.compare import GAP_PX
+
+    with Image.open(tmp_path / "grid.png") as grid:
+        grid = grid.convert("RGB")
+        cell_w = (grid.width - GAP_PX * 4) // 3
+        cells = []
+        for index, n in enumerate(steps):
+            x = GAP_PX + index * (cell_w + GAP_PX)
+            cell = grid.crop((x, GAP_PX, x + size["width"], GAP_PX + size["height"]))
+            expected = clients["rest"].animal("tiger", steps=n, seed=7, **size).image.convert("RGB")
+            assert cell.tobytes() == expected.tobytes(), f"the {n}-step cell is not that request's image"
+            cells.append(cell.tobytes())
+    assert len(set(cells)) == 3  # the step count changed each picture
+
+
+def test_cli_compare_steps_names_a_bad_step_list(server):
+    done = run_cli(server, "compare-steps", "--animal", "tiger", "--steps", "4,eight", "--seed", "7")
+    assert done.returncode == 2 and "--steps must be whole numbers" in done.stderr

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from imagelab.diffusion.animals import write_lora_classes
 from imagelab.diffusion.lora import save_lora
 from training.checkpoints import (
     StopOnSigint,
@@ -158,7 +159,7 @@ def train_lora(
                     )
                     write_metrics(metrics, run_dir, METRIC_COLUMNS, PLOTTED)
                     if best_row(metrics) is metrics[-1]:  # a new best CLIP score: keep these weights
-                        _export_best(export_dir, trainer, config, metrics[-1]["clip_score"])
+                        _export_best(export_dir, trainer, config, metrics[-1]["clip_score"], data.labels)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
                 if on_step is not None:
@@ -173,7 +174,7 @@ def train_lora(
     finally:
         progress.close()
     save_checkpoint(run_dir, step, trainer.params, checkpoint_state(), config.keep_checkpoints)
-    lora_path = save_lora(export_dir / f"{config.style}.safetensors", trainer.lora_weights(), alpha=config.lora_alpha)
+    lora_path = _export(export_dir / f"{config.style}.safetensors", trainer, config, data.labels)
     write_metrics(metrics, run_dir, METRIC_COLUMNS, PLOTTED)
     return TrainedRun(
         "lora",
@@ -194,9 +195,20 @@ def best_file_name(clip_score: float) -> str:
     return f"clip-{clip_score:.3f}.safetensors"
 
 
-def _export_best(export_dir: Path, trainer: LoraTrainer, config: LoraTrainConfig, clip_score: float) -> Path:
+def _export(path: Path, trainer: LoraTrainer, config: LoraTrainConfig, labels: tuple) -> Path:
+    """The current LoRA as a file; a class-folder run's file carries its class list in its
+    metadata, so the animals archive built from it serves those classes."""
+    path = save_lora(path, trainer.lora_weights(), alpha=config.lora_alpha)
+    if config.dataset == "classes" and labels:
+        write_lora_classes(path, labels)
+    return path
+
+
+def _export_best(
+    export_dir: Path, trainer: LoraTrainer, config: LoraTrainConfig, clip_score: float, labels: tuple = ()
+) -> Path:
     """Export the current LoRA as the run's best, replacing the previous best (one is kept)."""
-    path = save_lora(export_dir / best_file_name(clip_score), trainer.lora_weights(), alpha=config.lora_alpha)
+    path = _export(export_dir / best_file_name(clip_score), trainer, config, labels)
     for older in export_dir.glob("clip-*.safetensors"):
         if older != path:
             older.unlink()
