@@ -161,6 +161,7 @@ def _plan_diffusion(capability: str, layout: WeightsLayout, defaults: dict) -> A
 
 def plan_txt2img(layout: WeightsLayout, defaults: dict) -> ArchivePlan:
     """Built-in styles plus every other LoRA in weights/lora/ (trained styles)."""
+    defaults = {"adapters_folder": str(REPO_ROOT / "adapters"), **defaults}  # styles on demand
     return _plan_diffusion("txt2img", layout, defaults)
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
+from imagelab.diffusion.lora_fit import lora_misfits
 from imagelab.file_hashes import folder_identity, hash_folder
 from imagelab.weights_io import STATE_DICT_SUFFIXES
 from weightstore.layout import ResolvedWeight, WeightsLayout, recorded_basis
-from weightstore.lora_fit import lora_misfits
 
 FAST_STYLE_BUILTIN = ("candy", "mosaic", "udnie", "rain_princess")
 TXT2IMG_BUILTIN = ("monet", "van_gogh")

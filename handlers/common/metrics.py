@@ -37,3 +37,10 @@ def label(value: object) -> str:
     a known set; this is the second fence."""
     text = _LABEL_UNSAFE.sub("_", str(value))[:MAX_LABEL_CHARS]
     return text or UNKNOWN_LABEL
+
+
+# LoRA styles on demand (imagelab/diffusion/adapters.py): folder adapters loaded into the model,
+# requests served by one already loaded, and loaded ones deleted to stay within the cache bound.
+ADAPTER_LOADS = "ImagelabAdapterLoads"
+ADAPTER_HITS = "ImagelabAdapterHits"
+ADAPTER_EVICTIONS = "ImagelabAdapterEvictions"

@@ -105,6 +105,10 @@ class BatchRunner:
             logger.error("predict returned %r for %d requests", type(results), len(pending))
             results = [ServerFault("internal error while predicting")] * len(pending)
         predict_ms = (time.perf_counter() - started) * 1000
+        take_counts = getattr(self.service, "take_metric_counts", None)  # e.g. adapter loads
+        for name, value in (take_counts() if take_counts else {}).items():
+            if value:
+                self.metrics.count(name, value, {})
         logged = set()
         for item, result in zip(pending, results):
             streaming = item.index in streamed

@@ -2,11 +2,13 @@
 (steps, guidance, seed, size, scheduler) and the 422 for prompts past CLIP's 77 tokens."""
 
 import logging
+import os
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Optional
 
+from handlers.common import metrics
 from handlers.common.errors import DeadlineExceeded, InvalidField, Overloaded, PromptTooLong
 from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
 from handlers.common.spec import SEED_FIELD, Field, FieldSpec
@@ -15,6 +17,7 @@ from handlers.services.base_model_check import check_base_model
 from handlers.services.settings import DiffusionServiceSettings, read_archive_manifest
 from imagelab.deadline import BudgetSpent, Deadline
 from imagelab.diffusion import DiffusionEngine, DiffusionSettings, GenerationJob, PromptTooLongError
+from imagelab.diffusion.adapters import AdapterFolder, OnDemandAdapters
 from imagelab.diffusion.jobs import GUIDANCE_RANGE, SIZE_MULTIPLE_PX, STEPS_RANGE
 from imagelab.validation import InvalidValue
 
@@ -23,6 +26,7 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 1  # a not-started request waited behind its batch; the next batch may take it
 PROMPT_MAX_CHARS = 2000  # far past 77 tokens; the token count decides, this bounds the work
 JOB_FIELDS = frozenset(f.name for f in dataclass_fields(GenerationJob))
+ADAPTERS_DIR_ENV = "IMAGELAB_ADAPTERS_DIR"  # overrides the archive's adapters_folder
 
 
 def _size_field(name: str) -> Field:
@@ -83,6 +87,7 @@ class DiffusionService(Service):
 
     streams = True
     spec = GENERATION_SPEC
+    watches_adapters = False  # txt2img: style LoRAs from a watched folder (on_demand_adapters)
 
     def setup(self, context: ServiceContext) -> None:
         self.context = context
@@ -101,7 +106,8 @@ class DiffusionService(Service):
                 batch_invariant=s.batch_invariant,
                 fast_decoder_dir=context.model_dir / s.fast_decoder if s.fast_decoder else None,
                 compile_unet=s.compile_unet,
-            )
+            ),
+            self.on_demand_adapters(context.model_name, base),
         )
         self.admission = DiffusionAdmission(self.engine, s.time_budget_s, s.min_size_px, s.cost_rates)
         self.admission.calibrate()
@@ -121,6 +127,29 @@ class DiffusionService(Service):
             kind = "TINY SYNTHETIC (offline stand-in)" if name in s.synthetic else "real"
             logger.info("%s %s: %s weights: %s", self.name, context.model_version, name, kind)
         logger.info("%s: base model %s, dtype %s, device %s", self.name, base, self.engine.torch_dtype, context.device)
+
+    def on_demand_adapters(self, model_name: str, base: Path) -> Optional[OnDemandAdapters]:
+        """The watched `{folder}/{model}/` of this model, if it watches one and a folder is set."""
+        root = os.environ.get(ADAPTERS_DIR_ENV) or self.settings.adapters_folder
+        if not self.watches_adapters or not root:
+            return None
+        s = self.settings
+        max_bytes = int(s.adapter_cache_max_mb * 1024 * 1024)
+        folder = AdapterFolder(Path(root) / model_name, base / "unet", s.adapter_poll_s, max_bytes)
+        logger.info("%s: style LoRAs on demand from %s", self.name, folder.root)
+        return OnDemandAdapters(folder, s.adapter_cache_max_count, max_bytes)
+
+    def take_metric_counts(self) -> dict:
+        """Adapter loads, hits and evictions since the last call (metric name -> count)."""
+        on_demand = self.engine.on_demand
+        if on_demand is None:
+            return {}
+        counts, on_demand.counts = on_demand.counts, type(on_demand.counts)()
+        return {
+            metrics.ADAPTER_LOADS: counts.loads,
+            metrics.ADAPTER_HITS: counts.hits,
+            metrics.ADAPTER_EVICTIONS: counts.evictions,
+        }
 
     def make_job(self, values: dict, **fixed) -> GenerationJob:
         """The job of a decoded request (`values` by public field name, `fixed` by the job's

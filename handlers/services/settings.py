@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from handlers.common.images import ImageLimits
+from imagelab.devices import DTYPES
 from imagelab.diffusion.jobs import NUM_IMAGES_RANGE, SIZE_PX_RANGE
 from imagelab.neural_style.config import MAX_SIDE_PX_RANGE, STEPS_RANGE
 
@@ -73,8 +74,16 @@ class FastStyleSettings(HandlerSettings):
     # request that cannot fit is refused (handlers/services/admission.py).
     time_budget_s: float = 50.0
     cost_rates: Optional[dict] = None  # stage -> pinned s per unit; None: calibrate and learn
+    # TransformerNet precision: auto is bf16 on CPUs with native bf16 (PSNR ~49 dB against
+    # fp32, tests/imagelab/fast_style/test_fast_path.py), fp16 on CUDA, else fp32.
+    dtype: str = "auto"
+    # True: NCHW, each image's pixels independent of its batch (the API's promise); False:
+    # channels_last, ~25 % faster for batches of 4+ (imagelab/fast_style/weights.py).
+    batch_invariant: bool = True
 
     def __post_init__(self):
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be auto or one of {sorted(DTYPES)}, got {self.dtype!r}")
         if not self.styles:
             raise ValueError("fast_style needs at least one style")
         if self.default_style not in self.styles:
@@ -133,8 +142,16 @@ class DiffusionServiceSettings(HandlerSettings):
     cpu_defaults: Optional[dict] = None
     fast_decoder: Optional[str] = None  # TAESD folder (absolute or in the archive); None: stand-in
     cost_rates: Optional[dict] = None  # stage -> pinned s per unit; None: calibrate and learn
+    # LoRA styles on demand (txt2img): `{adapters_folder}/{model}/{name}.safetensors`, watched
+    # by the worker. The env var IMAGELAB_ADAPTERS_DIR overrides it; neither set: no folder.
+    adapters_folder: Optional[str] = None
+    adapter_poll_s: float = 2.0  # how often the folder is re-listed, at most
+    adapter_cache_max_count: int = 8  # loaded folder adapters per worker (LRU)
+    adapter_cache_max_mb: float = 1024.0  # and their file sizes together
 
     def __post_init__(self):
+        if self.adapter_poll_s < 0 or self.adapter_cache_max_count < 1 or self.adapter_cache_max_mb <= 0:
+            raise ValueError("adapter_poll_s must be >= 0, adapter_cache_max_count >= 1, adapter_cache_max_mb > 0")
         unknown = sorted(set(self.cpu_defaults or {}) - {"steps", "guidance", "scheduler"})
         if unknown:
             raise ValueError(f"cpu_defaults takes steps, guidance and scheduler; got {unknown}")

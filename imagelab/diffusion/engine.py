@@ -28,6 +28,7 @@ from diffusers import (  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from imagelab.deadline import Deadline  # noqa: E402
+from imagelab.diffusion.adapters import OnDemandAdapters  # noqa: E402
 from imagelab.diffusion.batching import per_span_unet_calls  # noqa: E402
 from imagelab.diffusion.decoders import Decoders  # noqa: E402
 from imagelab.diffusion.fast_path import UNetFastPath  # noqa: E402
@@ -96,7 +97,7 @@ def load_lora_adapter(pipe: StableDiffusionPipeline, path: Path, adapter_name: s
 
 
 class DiffusionEngine:
-    def __init__(self, settings: DiffusionSettings):
+    def __init__(self, settings: DiffusionSettings, on_demand: OnDemandAdapters | None = None):
         self.settings = settings
         self.torch_dtype = settings.torch_dtype
         self.pipe = load_pipeline(settings.model_dir, settings.device, self.torch_dtype)
@@ -105,7 +106,11 @@ class DiffusionEngine:
             load_lora_adapter(self.pipe, path, name)
         if settings.lcm_adapter_path is not None:
             load_lora_adapter(self.pipe, settings.lcm_adapter_path, LCM_ADAPTER_NAME)
-        self._has_adapters = bool(settings.adapters) or settings.lcm_adapter_path is not None
+        self._has_adapters = bool(settings.adapters) or settings.lcm_adapter_path is not None or on_demand is not None
+        # Styles from a watched folder (adapters.py), loaded and deleted between groups.
+        self.on_demand = on_demand
+        if on_demand is not None:
+            on_demand.attach(self._load_on_demand, self._delete_on_demand)
         self.decoders = Decoders(self.pipe.vae, self.pipe.vae_scale_factor, settings.fast_decoder_dir)
         # Active adapters folded into the UNet's weights per group (fuse.py), not run beside them.
         self.fuser = AdapterFuser(self.pipe.unet) if settings.fuse_lora and self._has_adapters else None
@@ -122,7 +127,24 @@ class DiffusionEngine:
 
     @property
     def styles(self) -> tuple[str, ...]:
-        return (NO_STYLE, *self.settings.adapters)
+        """`none`, the archived styles, then the folder's current ones (an archived name wins)."""
+        folder = () if self.on_demand is None else self.on_demand.usable
+        return (NO_STYLE, *self.settings.adapters, *(n for n in folder if n not in self.settings.adapters))
+
+    def _load_on_demand(self, peft_name: str, path: Path) -> None:
+        self._change_adapters(lambda: load_lora_adapter(self.pipe, path, peft_name))
+
+    def _delete_on_demand(self, peft_names: list[str]) -> None:
+        self._change_adapters(lambda: self.pipe.delete_adapters(peft_names))
+
+    def _change_adapters(self, change: Callable[[], None]) -> None:
+        """Load or delete adapters with the base weights in place, then re-read the UNet's
+        adapter layers: a new LoRA may wrap layers no earlier one did."""
+        if self.fuser is not None:
+            self.fuser.restore()
+        change()
+        if self.fuser is not None:
+            self.fuser = AdapterFuser(self.pipe.unet)
 
     @property
     def schedulers(self) -> tuple[str, ...]:
@@ -188,6 +210,8 @@ class DiffusionEngine:
         started=False), after each step and before each job's decode (started=True).
         """
         jobs = list(jobs)
+        if self.on_demand is not None:
+            self.on_demand.sync()  # removed and replaced files leave the model before any group
         outcomes: list[GenerationResult | Exception | None] = [None] * len(jobs)
         runnable = []
         for index, job in enumerate(jobs):
@@ -225,7 +249,9 @@ class DiffusionEngine:
             return 0.0
         names, weights = [], []
         if key.style != NO_STYLE:
-            names.append(key.style)
+            archived = key.style in self.settings.adapters
+            # A folder style is loaded now if it is not yet: between pipeline calls.
+            names.append(key.style if archived else self.on_demand.ensure(key.style))
             weights.append(key.style_scale)
         if key.scheduler == "lcm":
             names.append(LCM_ADAPTER_NAME)

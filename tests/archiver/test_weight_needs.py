@@ -11,9 +11,9 @@ import torch
 import archiver.__main__ as archiver_cli
 from archiver.build import build_archive
 from archiver.capabilities import CAPABILITIES
+from imagelab.diffusion.lora_fit import lora_misfits
 from imagelab.file_hashes import folder_identity, hash_folder
 from weightstore.layout import WeightsLayout, recorded_basis
-from weightstore.lora_fit import lora_misfits
 from weightstore.needs import WeightMismatch, resolve_needs
 from weightstore.status import status_lines
 
