@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from imagelab.neural_style import color
+from imagelab.neural_style.color import as_grey_rgb, luminance, match_luminance, with_chroma_of
 from imagelab.neural_style.config import NeuralStyleConfig
 from imagelab.neural_style.images import check_rgb_image, pil_to_tensor, resize_to_max_side, tensor_to_pil
 from imagelab.neural_style.losses import GatysLoss, LossTerms
@@ -88,9 +88,9 @@ def _optimise(
     content_rgb = pil_to_tensor(content, device)  # (1, 3, H, W)
     style_rgb = pil_to_tensor(style_image, device)  # (1, 3, H', W')
     if config.preserve_color:
-        content_y = color.luminance(content_rgb)  # (1, 1, H, W)
-        style_y = color.match_luminance(color.luminance(style_rgb), content_y)
-        content_target, style_target = color.as_grey_rgb(content_y), color.as_grey_rgb(style_y)
+        content_y = luminance(content_rgb)  # (1, 1, H, W)
+        style_y = match_luminance(luminance(style_rgb), content_y)
+        content_target, style_target = as_grey_rgb(content_y), as_grey_rgb(style_y)
     else:
         content_target, style_target = content_rgb, style_rgb
     loss_fn = GatysLoss(features, content_target, style_target, config.pooling)
@@ -143,7 +143,7 @@ def _optimise(
 
     result = best.image
     if config.preserve_color:
-        result = color.with_chroma_of(color.luminance(result), content_rgb)
+        result = with_chroma_of(luminance(result), content_rgb)
     return TransferResult(
         image=tensor_to_pil(result),
         steps_done=len(history),
