@@ -57,4 +57,11 @@ def write_plots(results: dict, out_dir: Path) -> tuple:
         right.set(xlabel="users", ylabel="p95 ms", xscale="log", yscale="log", title="p95 latency")
         left.legend(fontsize=7)
         save(fig, "locust_sweep")
+    if "oip_front" in results:
+        samples = results["oip_front"]["samples_ms"]
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.boxplot(list(samples.values()), tick_labels=list(samples), vert=False, whis=(10, 90), showfliers=False)
+        ax.set_xlabel("ms per request (whiskers: p10, p90)")
+        ax.set_title("fast_style: TorchServe direct vs through the v2 front")
+        save(fig, "oip_front_latency")
     return written, ""

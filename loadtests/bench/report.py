@@ -275,6 +275,36 @@ def _locust(r: dict) -> list:
     return lines
 
 
+def _oip_front(r: dict) -> list:
+    lat, add = r["latency"], r["added"]
+    labels = {
+        "direct_http": "TorchServe direct (plain HTTP POST of the same v2 body to `/predictions/fast_style`)",
+        "front_http": "through the front, `tritonclient.http`",
+        "front_grpc": "through the front, `tritonclient.grpc`",
+    }
+    lines = [
+        f"## Open Inference Protocol front: added latency ({r['model']}, {r['side_px']}x{r['side_px']}, one request at a time)",
+        "",
+        "| way | requests | median ms | p90 ms | added median ms | added p90 ms | median ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for way, s in lat.items():
+        a = add.get(way)
+        extra = f"{a['median_ms']:+.1f} | {a['p90_ms']:+.1f} | {a['ratio']:.2f}x" if a else "- | - | -"
+        lines.append(
+            f"| {labels.get(way, way)} | {s['requests']} | {s['median_ms']:.1f} | {s['p90_ms']:.1f} | {extra} |"
+        )
+    lines += [
+        "",
+        f"{r['rounds']} rounds after a warm-up; each round sends one request every way, in an order rotated per "
+        "round (ABC, BCA, CAB), so the shared machine's load falls on every way alike. The direct way posts the "
+        "byte-identical body tritonclient.http sends the front (binary tensor extension), to the path the front "
+        "forwards it to; added = through the front minus direct. Client, front and TorchServe share the same cores.",
+        "",
+    ]
+    return lines
+
+
 def render(
     machine: dict, load_end: tuple, results: dict, errors: dict, plots: list, plot_note: str, quick: bool
 ) -> str:
@@ -313,6 +343,8 @@ def render(
     lines += _memory(results)
     if "locust_sweep" in results:
         lines += _locust(results["locust_sweep"])
+    if "oip_front" in results:
+        lines += _oip_front(results["oip_front"])
     lines += [
         "## Measured and extrapolated",
         "",

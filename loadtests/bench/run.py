@@ -21,7 +21,7 @@ from loadtests.bench.plots import write_plots
 from loadtests.bench.report import render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("fast_style", "sd15", "neural_style", "locust_sweep")
+SECTIONS = ("fast_style", "sd15", "neural_style", "locust_sweep", "oip_front")
 
 
 def run_section(name: str, out: Path, quick: bool, extra: list) -> str:
