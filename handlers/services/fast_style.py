@@ -12,7 +12,8 @@ from handlers.common.service import ImageResult, OutputOptions, Service, Service
 from handlers.common.spec import Field, FieldSpec
 from handlers.services.admission import FastStyleAdmission
 from handlers.services.settings import FastStyleSettings, image_limits, read_archive_manifest
-from imagelab.fast_style.stylize import batch_to_images, images_to_batch, stylize
+from imagelab.devices import resolve_dtype
+from imagelab.fast_style.stylize import batch_to_images, images_to_batch, inference_path, stylize
 from imagelab.fast_style.weights import load_transformer_net
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,15 @@ class FastStyleService(Service):
         self.context = context
         self.settings = s = FastStyleSettings.from_config(context.settings)
         self.manifest = read_archive_manifest(context.model_dir)
+        dtype = resolve_dtype(s.dtype, context.device)
         self.models = {
-            style: load_transformer_net(context.model_dir / path, context.device)
+            style: load_transformer_net(context.model_dir / path, context.device, dtype, not s.batch_invariant)
             for style, path in self.settings.styles.items()
         }
+        self.inference_path = inference_path(self.models[s.default_style])
+        logger.info(
+            "fast_style %s runs TransformerNet in %s (dtype %s)", context.model_version, self.inference_path, s.dtype
+        )
         for style in sorted(self.models):
             kind = (
                 "TINY SYNTHETIC weights (not a trained style)"
@@ -72,6 +78,12 @@ class FastStyleService(Service):
             "synthetic_styles": sorted(s.synthetic_styles),
             "fields": self.spec.describe(),
             "speed": self.admission.describe(),
+            "inference": {
+                "path": self.inference_path,
+                "dtype_setting": s.dtype,
+                "batch_invariant": s.batch_invariant,
+                "compiled": False,
+            },
             "max_pixels_per_call": s.max_side_px**2,
             "manifest": self.manifest,
         }

@@ -5,6 +5,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import torch
 from PIL import Image
 
 from handlers.common.errors import InvalidField
@@ -15,6 +16,8 @@ from handlers.services.settings import NeuralStyleSettings, image_limits, read_a
 from imagelab.neural_style import NeuralStyleConfig, load_vgg19_features, transfer
 from imagelab.neural_style.config import INIT_MODES, MAX_SIDE_PX_RANGE, OPTIMIZERS, STEPS_RANGE, WEIGHT_RANGE
 from imagelab.neural_style.images import fitted_size
+from imagelab.neural_style.speed import StepSpeed, default_steps, measure_step_speed
+from imagelab.neural_style.vgg import autocast_dtype_for
 from imagelab.validation import InvalidValue
 
 logger = logging.getLogger(__name__)
@@ -80,22 +83,37 @@ class NeuralStyleService(Service):
     def setup(self, context: ServiceContext) -> None:
         self.context = context
         self.settings = s = NeuralStyleSettings.from_config(context.settings)
+        self.manifest = read_archive_manifest(context.model_dir)
+        autocast = {"auto": autocast_dtype_for(context.device), "float32": None, "bfloat16": torch.bfloat16}[s.dtype]
+        self.features = load_vgg19_features(context.model_dir / s.vgg_weights, context.device, autocast)
+        kind = "TINY SYNTHETIC VGG19 (offline stand-in, not ImageNet-trained)" if s.synthetic else "real VGG19 weights"
+        self.precision = "fp32" if autocast is None else f"{str(autocast).removeprefix('torch.')} autocast"
+        logger.info("neural_style %s uses %s in %s", context.model_version, kind, self.precision)
+        if s.seconds_per_megapixel_step is None:
+            self.speed = measure_step_speed(self.features)
+        else:
+            self.speed = StepSpeed(s.seconds_per_megapixel_step, 0)
+        default_side_px = s.default_max_side_px
+        logger.info(
+            "neural_style speed: %.3g steps/s at %d px; %d steps by default there (%g s budget)",
+            self.speed.steps_per_s(default_side_px),
+            default_side_px,
+            self.default_steps(default_side_px, s.time_budget_s),
+            s.time_budget_s,
+        )
         limits = {"limits": image_limits(s)}
         self.spec = SPEC.bind(
             content=limits,
             style_image=limits,
-            steps={"default": s.default_steps},
-            max_side_px={"default": s.default_max_side_px},
+            steps={"default": self.default_steps(default_side_px, s.time_budget_s)},
+            max_side_px={"default": default_side_px},
             time_budget_s={"high": s.time_budget_s, "default": s.time_budget_s},
         )
-        self.manifest = read_archive_manifest(context.model_dir)
-        self.features = load_vgg19_features(context.model_dir / self.settings.vgg_weights, context.device)
-        kind = (
-            "TINY SYNTHETIC VGG19 (offline stand-in, not ImageNet-trained)"
-            if self.settings.synthetic
-            else "real VGG19 weights"
-        )
-        logger.info("neural_style %s uses %s", context.model_version, kind)
+
+    def default_steps(self, max_side_px: int, time_budget_s: float) -> int:
+        """Steps for a request that names none: the archive's default_steps, or fewer when this
+        worker's measured speed says they would not finish within time_budget_s."""
+        return default_steps(self.speed.seconds_per_step(max_side_px), time_budget_s, self.settings.default_steps)
 
     def describe(self) -> dict:
         return {
@@ -103,11 +121,29 @@ class NeuralStyleService(Service):
             "version": self.context.model_version,
             "synthetic_weights": self.settings.synthetic,
             "fields": self.spec.describe(),
+            "speed": self.describe_speed(),
             "manifest": self.manifest,
+        }
+
+    def describe_speed(self) -> dict:
+        """What this worker measured, and the default steps it gives at a few sizes."""
+        s = self.settings
+        return {
+            "precision": self.precision,
+            "steps_per_s": {side: round(self.speed.steps_per_s(side), 4) for side in (256, 512, 1024)},
+            "seconds_per_megapixel_step": round(self.speed.seconds_per_megapixel_step, 6),
+            "measured_at_px": self.speed.measured_at_px or None,  # None: pinned by the archive
+            "default_steps": {side: self.default_steps(side, s.time_budget_s) for side in (256, 512, 1024)},
+            "default_steps_rule": (
+                f"without 'steps', a request gets the most steps, up to {s.default_steps}, that fit its "
+                "time_budget_s at its max_side_px at the measured speed (imagelab/neural_style/speed.py)"
+            ),
         }
 
     def decode_request(self, fields: Fields) -> NeuralStyleRequest:
         v = self.spec.decode(fields)
+        if not fields.has("steps"):
+            v["steps"] = self.default_steps(v["max_side_px"], v["time_budget_s"])
         try:
             config = NeuralStyleConfig(**{name: v[name] for name in CONFIG_FIELDS})
             for name in ("content", "style_image"):  # e.g. 8192x100 has no 16 px side at 256

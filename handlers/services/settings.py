@@ -96,7 +96,13 @@ class FastStyleSettings(HandlerSettings):
 class NeuralStyleSettings(HandlerSettings):
     vgg_weights: str  # file inside the archive
     synthetic: bool = False
+    # The most steps a request gets when it names none; fewer where the measured speed says
+    # they would not fit time_budget_s at the request's max_side_px (imagelab/neural_style/speed.py).
     default_steps: int = 100
+    # VGG19 under autocast: auto is bf16 where the device runs it natively, else fp32.
+    dtype: str = "auto"
+    # Pinned seconds per megapixel-step; None: measured at start-up.
+    seconds_per_megapixel_step: Optional[float] = None
     default_max_side_px: int = 256
     # Under the archive's responseTimeout, so a long run returns its best image, marked
     # truncated, instead of being cut off by TorchServe with a 5xx.
@@ -112,6 +118,10 @@ class NeuralStyleSettings(HandlerSettings):
             raise ValueError(f"default_max_side_px must lie in {MAX_SIDE_PX_RANGE}")
         if self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.seconds_per_megapixel_step is not None and not self.seconds_per_megapixel_step > 0:
+            raise ValueError("seconds_per_megapixel_step must be positive or None")
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,22 @@ def stylize(model: TransformerNet, batch: torch.Tensor) -> torch.Tensor:
         # reflect needs pad < size; replicate covers the few-pixel images
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         batch = F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
+    parameter = next(model.parameters())  # conv1's kernel: the network's device, dtype and layout
+    layout = torch.channels_last if _is_channels_last(parameter) else torch.contiguous_format
+    batch = batch.to(device=parameter.device, dtype=parameter.dtype, memory_format=layout)
+    out = model(batch)
+    return out[..., :height, :width].float()  # fp32 0-255 whatever the network ran in
+
+
+def inference_path(model: TransformerNet) -> str:
+    """How `stylize` runs `model`, for logs and describe: e.g. "bfloat16 channels_last on cpu"."""
     parameter = next(model.parameters())
-    out = model(batch.to(device=parameter.device, dtype=parameter.dtype))
-    return out[..., :height, :width].float()
+    layout = "channels_last" if _is_channels_last(parameter) else "nchw"
+    return f"{str(parameter.dtype).removeprefix('torch.')} {layout} on {parameter.device}"
+
+
+def _is_channels_last(kernel: torch.Tensor) -> bool:
+    return not kernel.is_contiguous() and kernel.is_contiguous(memory_format=torch.channels_last)
 
 
 def _padded(size: int) -> int:

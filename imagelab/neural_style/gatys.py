@@ -107,11 +107,7 @@ def _optimise(
         optimizer = torch.optim.Adam([image], lr=config.adam_learning_rate)
 
     def total_loss(terms: LossTerms) -> torch.Tensor:
-        return (
-            config.content_weight * terms.content
-            + config.style_weight * terms.style
-            + config.tv_weight * terms.total_variation
-        )
+        return weighted_loss(terms, config)
 
     best = _Best()
     history: list[float] = []
@@ -151,6 +147,15 @@ def _optimise(
         content_loss=best.content_loss,
         style_loss=best.style_loss,
         loss_history=tuple(history),
+    )
+
+
+def weighted_loss(terms: LossTerms, config: NeuralStyleConfig) -> torch.Tensor:
+    """The total the optimisation descends on (without the range penalty)."""
+    return (
+        config.content_weight * terms.content
+        + config.style_weight * terms.style
+        + config.tv_weight * terms.total_variation
     )
 
 
