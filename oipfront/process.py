@@ -13,17 +13,28 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 10
 
 
-def start_front_process(inference_url: str, management_url: str, workdir: Path) -> subprocess.Popen:
-    """On Triton's default ports; the callers' key goes to {workdir}/oip_key.json."""
+def start_front_process(
+    inference_url: str,
+    management_url: str,
+    workdir: Path,
+    http_port: Optional[int] = None,
+    grpc_port: Optional[int] = None,
+    caller_key_file: Optional[Path] = None,
+    log=None,
+) -> subprocess.Popen:
+    """`python -m oipfront` before TorchServe, whose tokens are in {workdir}/key_file.json; by
+    default on Triton's ports with the callers' key in {workdir}/oip_key.json. `log`: a binary
+    file for the front's output (default: this terminal)."""
     defaults = FrontConfig()
     command = [
         sys.executable, "-m", "oipfront",
-        "--http-port", str(defaults.http_port), "--grpc-port", str(defaults.grpc_port),
+        "--http-port", str(http_port or defaults.http_port), "--grpc-port", str(grpc_port or defaults.grpc_port),
         "--inference", inference_url, "--management", management_url,
         "--key-file", str(Path(workdir) / "key_file.json"),
-        "--caller-key-file", str(Path(workdir) / "oip_key.json"),
+        "--caller-key-file", str(caller_key_file or Path(workdir) / "oip_key.json"),
     ]  # fmt: skip
-    return subprocess.Popen(command, cwd=REPO_ROOT)
+    output = {"stdout": log, "stderr": subprocess.STDOUT} if log is not None else {}
+    return subprocess.Popen(command, cwd=REPO_ROOT, **output)
 
 
 def stop_front_process(process: Optional[subprocess.Popen]) -> None:

@@ -30,14 +30,19 @@ class Ports:
     @staticmethod
     def free() -> "Ports":
         """Five ports the OS says are free on loopback now."""
-        sockets = [socket.socket() for _ in range(5)]
-        try:
-            for s in sockets:
-                s.bind(("127.0.0.1", 0))
-            return Ports(*(s.getsockname()[1] for s in sockets))
-        finally:
-            for s in sockets:
-                s.close()
+        return Ports(*free_ports(5))
+
+
+def free_ports(count: int) -> list:
+    """`count` ports the OS says are free on loopback now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,6 @@ through the front with tritonclient.http, and through the front with tritonclien
 import contextlib
 import io
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,8 +23,9 @@ from PIL import Image
 
 from loadtests.bench.measure import section_args, write_results
 from loadtests.bench.serving import running_server
+from oipfront.process import start_front_process
+from operations.server import free_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "fast_style"
 SIDE_PX = 64  # small: the network's time should not drown the front's
 STYLE = "mosaic"
@@ -108,30 +106,16 @@ def v2_inputs(module, jpeg: bytes) -> list:
     return tensors + [side]
 
 
-def free_ports(count: int) -> list:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @contextlib.contextmanager
 def running_front(server, scratch: Path):
     """-> (http port, grpc port, caller key) of a `python -m oipfront` in front of `server`, on free
     ports (8000/8001 may be taken by a `make serve` on the same machine)."""
     http_port, grpc_port = free_ports(2)
     key_file = scratch / "oip_key.json"
-    command = [
-        sys.executable, "-m", "oipfront", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--inference", server.inference_url, "--management", server.management_url,
-        "--key-file", str(server.workdir / "key_file.json"), "--caller-key-file", str(key_file),
-    ]  # fmt: skip
     with open(scratch / "front.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = start_front_process(
+            server.inference_url, server.management_url, server.workdir, http_port, grpc_port, key_file, log
+        )
         try:
             deadline = time.monotonic() + FRONT_START_TIMEOUT_S
             while True:

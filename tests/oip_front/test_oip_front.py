@@ -5,11 +5,7 @@ model, and the v2 errors of bad tensors and of callers without the front's key."
 
 import io
 import json
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +14,9 @@ import tritonclient.http as triton_http
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-REPO = Path(__file__).resolve().parents[2]
+from oipfront.process import start_front_process
+from operations.server import free_ports
+
 MODELS = ("animals", "fast_style", "neural_style", "txt2img")
 START_TIMEOUT_S = 120
 # Small, seeded requests: each the same request as `direct` sends to TorchServe itself.
@@ -29,17 +27,6 @@ REQUESTS = {
     "animals": {"animal": "tiger", "steps": 2, "width": 64, "height": 64, "seed": 21},
 }
 INTEGER_FIELDS = {"max_side_px", "steps", "width", "height", "seed"}
-
-
-def free_ports(count: int) -> list:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Front:
@@ -61,13 +48,10 @@ class Front:
 def front(server, tmp_path_factory):
     http_port, grpc_port = free_ports(2)
     key_file = tmp_path_factory.mktemp("oip_front") / "oip_key.json"
-    command = [
-        sys.executable, "-m", "oipfront", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-        "--inference", server.url, "--management", server.management_url,
-        "--key-file", str(server.process.workdir / "key_file.json"), "--caller-key-file", str(key_file),
-    ]  # fmt: skip
     log = key_file.with_name("front.log").open("wb")
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    process = start_front_process(
+        server.url, server.management_url, server.process.workdir, http_port, grpc_port, key_file, log
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
