@@ -8,4 +8,5 @@ REPO_ROOT = Path(__file__).resolve().parent
 WEIGHTS_DIR = REPO_ROOT / "weights"
 MODEL_STORE = REPO_ROOT / "model_store"
 SERVE_WORKDIR = REPO_ROOT / "var" / "serve"
+ADAPTERS_DIR = REPO_ROOT / "adapters"  # LoRA styles on demand: adapters/{model}/{name}.safetensors
 CONFIG_PROPERTIES = REPO_ROOT / "config.properties"

@@ -21,7 +21,7 @@ from handlers.services.settings import (
     HandlerSettings,
     NeuralStyleSettings,
 )
-from repo_paths import REPO_ROOT
+from repo_paths import ADAPTERS_DIR, REPO_ROOT
 from weightstore.layout import WeightsLayout
 from weightstore.needs import BaseModel, resolve_needs
 
@@ -161,7 +161,7 @@ def _plan_diffusion(capability: str, layout: WeightsLayout, defaults: dict) -> A
 
 def plan_txt2img(layout: WeightsLayout, defaults: dict) -> ArchivePlan:
     """Built-in styles plus every other LoRA in weights/lora/ (trained styles)."""
-    defaults = {"adapters_folder": str(REPO_ROOT / "adapters"), **defaults}  # styles on demand
+    defaults = {"adapters_folder": str(ADAPTERS_DIR), **defaults}  # styles on demand
     return _plan_diffusion("txt2img", layout, defaults)
 
 

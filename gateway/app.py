@@ -17,9 +17,10 @@ from starlette.routing import Route as StarletteRoute
 from gateway.config import GatewayConfig
 from gateway.guard import refuse_foreign
 from gateway.keys import KeyFile
-from gateway.routes import Refusal, Route, route
+from gateway.routes import Cancel, Refusal, Route, route
 from gateway.static import find_static
 from gateway.upstream import TorchServeClient, UpstreamAnswer, UpstreamError
+from imagelab.cancellation import CancelMarkers, TooManyMarkers, cancel_dir
 
 logger = logging.getLogger("gateway")
 
@@ -83,6 +84,8 @@ class Gateway:
         self.torchserve = TorchServeClient(
             config.inference_url, config.management_url, KeyFile(config.key_file), config.upstream_timeout_s
         )
+        # $IMAGELAB_CANCEL_DIR, else beside TorchServe's key file: where its workers look.
+        self.cancels = CancelMarkers(cancel_dir(config.key_file.parent))
 
     async def dispatch(self, request: Request) -> Response:
         path = request.scope["raw_path"].decode("latin-1").split("?", 1)[0]
@@ -102,6 +105,8 @@ class Gateway:
             target = route(request.method, path, request.url.query, self.config.allow_set_default)
             if isinstance(target, Refusal):
                 return error_response(*target)
+            if isinstance(target, Cancel):
+                return self.cancel(target.job_id)
             return await self.forward(request, target)
         if request.method not in ("GET", "HEAD"):
             return error_response(405, "the playground's files take GET", "GET, HEAD")
@@ -122,6 +127,19 @@ class Gateway:
         except UpstreamError as error:
             return error_response(error.status, str(error))
         return relay(answer, request)
+
+    def cancel(self, job_id: str) -> Response:
+        """POST /api/cancel/{job_id}, behind the same guard as every POST: the marker the
+        running job checks at its next step (README "Cancel")."""
+        try:
+            self.cancels.request(job_id)
+        except TooManyMarkers as error:
+            return error_response(503, str(error))
+        except OSError:
+            logger.exception("could not write the cancel marker in %s", self.cancels.directory)
+            return error_response(500, "could not record the cancel request")
+        headers = {"Cache-Control": "no-store", **SECURITY_HEADERS}
+        return JSONResponse({"job_id": job_id, "cancel": "requested"}, 202, headers)
 
     def static(self, url_path: str) -> Response:
         found = find_static(self.config.static_dir, url_path)

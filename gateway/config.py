@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from repo_paths import REPO_ROOT, SERVE_WORKDIR
+
 DEFAULT_STATIC_DIR = REPO_ROOT / "frontend" / "dist"
 # config.properties' max_request_size: two 20 MiB images, base64-encoded, plus fields.
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
@@ -14,7 +15,7 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 class GatewayConfig:
     inference_url: str = "http://127.0.0.1:8080"
     management_url: str = "http://127.0.0.1:8081"
-    key_file: Path = REPO_ROOT / "var" / "serve" / "key_file.json"
+    key_file: Path = SERVE_WORKDIR / "key_file.json"
     static_dir: Path = DEFAULT_STATIC_DIR
     host: str = "127.0.0.1"
     port: int = 8090

@@ -5,10 +5,13 @@ import re
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl, urlencode
 
+from imagelab.cancellation import JOB_ID_PATTERN, JOB_ID_RULE
+
 MODEL = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,99}"
 VERSION = r"[0-9][0-9.]{0,19}"
 PREDICTIONS = re.compile(rf"^/api/predictions/(?P<model>{MODEL})(?:/(?P<version>{VERSION}))?$")
 MODELS = re.compile(rf"^/api/models(?:/(?P<model>{MODEL})(?:/(?P<version>{VERSION}|all))?)?$")
+CANCEL = re.compile(rf"^/api/cancel/(?P<job_id>{JOB_ID_PATTERN})$")
 SET_DEFAULT = re.compile(rf"^/api/models/(?P<model>{MODEL})/(?P<version>{VERSION})/set-default$")
 # The management API's read-only query parameters (describe, paging).
 MODELS_QUERY = {"customized", "limit", "next_page_token"}
@@ -19,18 +22,32 @@ class Route(NamedTuple):
     path: str  # path and query on TorchServe
 
 
+class Cancel(NamedTuple):
+    """Not forwarded: the gateway writes the job's cancel marker itself (the busy worker takes
+    no call; imagelab/cancellation.py)."""
+
+    job_id: str
+
+
 class Refusal(NamedTuple):
     status: int
     message: str
     allow: str = ""  # the Allow header of a 405
 
 
-def route(method: str, path: str, query: str, allow_set_default: bool) -> "Route | Refusal":
+def route(method: str, path: str, query: str, allow_set_default: bool) -> "Route | Cancel | Refusal":
     match = PREDICTIONS.match(path)
     if match:
         if method != "POST":
             return Refusal(405, "predictions take POST", "POST")
         return Route("inference", _join("/predictions", match["model"], match["version"]))
+    if path.startswith("/api/cancel/"):
+        match = CANCEL.match(path)
+        if not match:
+            return Refusal(400, f"a job id is {JOB_ID_RULE}")
+        if method != "POST":
+            return Refusal(405, "cancel takes POST", "POST")
+        return Cancel(match["job_id"])
     match = SET_DEFAULT.match(path)
     if match:
         if not allow_set_default:

@@ -13,6 +13,7 @@ from handlers.common import metrics as m
 from handlers.common.faults import FaultInjector
 from handlers.common.runner import BatchRunner
 from handlers.common.service import Service, ServiceContext
+from imagelab.cancellation import CancelMarkers, cancel_dir
 from imagelab.devices import configure_threads, resolve_device, threads_per_worker
 
 logger = logging.getLogger(__name__)
@@ -53,8 +54,12 @@ class TorchServeHandler:
         faults = FaultInjector(enabled=bool(settings.get("fault_injection", False)))
         if faults.enabled:
             logger.warning("%s: FAULT INJECTION ENABLED (test archive; never serve it)", context.model_name)
+        folder = cancel_dir(None)  # $IMAGELAB_CANCEL_DIR, set by operations/server.py
+        cancels = CancelMarkers(folder) if folder is not None and self.service.streams else None
+        if self.service.streams:
+            logger.info("%s: cancel markers %s", context.model_name, folder or "off ($IMAGELAB_CANCEL_DIR unset)")
         self.runner = BatchRunner(
-            self.service, context.model_name, context.model_version, TorchServeMetrics(ctx), faults
+            self.service, context.model_name, context.model_version, TorchServeMetrics(ctx), faults, cancels
         )
         logger.info(
             "%s %s ready on %s with %d thread(s)",
@@ -85,13 +90,18 @@ class TorchServeHandler:
                 # restarts the worker when it is missing (a NullPointerException), e.g. when
                 # a request fails before its first progress chunk; unary gRPC ignores it.
                 ctx.set_response_header(index, "ts_stream_next", "false")
-            ctx.set_response_status(reply.status, http.HTTPStatus(reply.status).phrase, index)
+            ctx.set_response_status(reply.status, _phrase(reply.status), index)
             for key, value in reply.headers.items():
                 if key.lower() == "content-type":
                     ctx.set_response_content_type(index, value)
                 else:
                     ctx.set_response_header(index, key, value)
         return [reply.body for reply in replies]
+
+
+def _phrase(status: int) -> str:
+    """The reason phrase; 499 (a cancelled job, errors.ClientClosed) is nginx's, not IANA's."""
+    return "Client Closed Request" if status == 499 else http.HTTPStatus(status).phrase
 
 
 def is_describe_call(batch: list) -> bool:

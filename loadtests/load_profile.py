@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+# locust imports this folder's files as top-level modules, so repo_paths may not be importable here.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_KEY_FILE = REPO_ROOT / "var" / "serve" / "key_file.json"
 CAPABILITIES = ("fast_style", "neural_style", "txt2img", "animals")

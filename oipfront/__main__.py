@@ -11,6 +11,7 @@ import grpc
 from gateway.keys import KeyFile
 from gateway.server import AsgiServer
 from gateway.upstream import TorchServeClient
+from imagelab.cancellation import CancelMarkers
 from oipfront import grpc_stubs
 from oipfront.auth import CallerKey
 from oipfront.config import FrontConfig
@@ -60,7 +61,10 @@ async def serve(config: FrontConfig) -> None:
     )
     service = OipService(torchserve)
     http = AsgiServer(
-        make_http_app(service, caller_key, config.max_request_bytes), config.host, config.http_port, "oip"
+        make_http_app(service, caller_key, config.max_request_bytes, CancelMarkers(config.cancel_dir)),
+        config.host,
+        config.http_port,
+        "oip",
     )
     limits = [
         ("grpc.max_receive_message_length", config.max_request_bytes),
@@ -72,7 +76,7 @@ async def serve(config: FrontConfig) -> None:
     await rpc.start()
     print(
         f"Open Inference Protocol front: REST {http.url}, gRPC {config.host}:{grpc_port} -> TorchServe "
-        f"{config.inference_url}; callers' key in {config.caller_key_file}",
+        f"{config.inference_url}; callers' key in {config.caller_key_file}; cancel markers in {config.cancel_dir}",
         flush=True,
     )
     try:

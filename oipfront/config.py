@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import DEFAULT_MAX_REQUEST_BYTES, REPO_ROOT, GatewayConfig
+from imagelab.cancellation import cancel_dir
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,12 @@ class FrontConfig:
     grpc_port: int = 8001
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     upstream_timeout_s: float = 600.0
+
+    @property
+    def cancel_dir(self) -> Path:
+        """Where POST /v2/cancel/{job_id} writes: $IMAGELAB_CANCEL_DIR, else beside TorchServe's
+        key file ({workdir}/cancel), where operations/server.py points the workers."""
+        return cancel_dir(self.key_file.parent)
 
     def __post_init__(self):
         # The URL and size checks are the gateway's: one home for them.

@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from imagelab.cancellation import CancelMarkers, InvalidJobId, TooManyMarkers
 from oipfront.auth import CallerKey
 from oipfront.service import HEADER_LENGTH, OipError, OipService
 
@@ -17,7 +18,9 @@ MODEL = "/v2/models/{model:str}"
 VERSIONED = MODEL + "/versions/{version:str}"
 
 
-def make_http_app(service: OipService, caller_key: CallerKey, max_request_bytes: int) -> Starlette:
+def make_http_app(
+    service: OipService, caller_key: CallerKey, max_request_bytes: int, cancels: Optional[CancelMarkers] = None
+) -> Starlette:
     async def live(request: Request) -> Response:
         return Response(status_code=200)
 
@@ -54,7 +57,22 @@ def make_http_app(service: OipService, caller_key: CallerKey, max_request_bytes:
         headers = {} if answer.header_length is None else {HEADER_LENGTH: str(answer.header_length)}
         return Response(answer.body, 200, headers, media_type=answer.content_type)
 
+    async def cancel(request: Request) -> Response:
+        """Not v2: imagelab's cancel (README "Cancel"). The busy worker takes no call, so the
+        front writes the job's cancel marker, which the running job checks at every step."""
+        if cancels is None:
+            raise OipError(404, "cancelling is off in this front (no cancel folder)")
+        job_id = request.path_params["job_id"]
+        try:
+            cancels.request(job_id)
+        except InvalidJobId as error:
+            raise OipError(400, str(error)) from None
+        except TooManyMarkers as error:
+            raise OipError(503, str(error)) from None
+        return JSONResponse({"job_id": job_id, "cancel": "requested"}, 202)
+
     routes = [
+        Route("/v2/cancel/{job_id:str}", cancel, methods=["POST"]),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 from oipfront.config import FrontConfig
+from repo_paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 10
 
 

@@ -15,6 +15,7 @@ from typing import Optional
 import requests
 
 from archiver.versions import ARCHIVE_NAME, archive_manifest  # noqa: F401 (archive_manifest: re-exported)
+from imagelab.cancellation import CANCEL_DIR_ENV, cancel_dir
 from oipfront.process import start_front_process, stop_front_process
 from repo_paths import CONFIG_PROPERTIES
 
@@ -94,7 +95,8 @@ def read_keys(workdir: Path) -> Keys:
 
 
 class TorchServe:
-    """A TorchServe process in `workdir` serving `models` ({name: archive}) from `store`."""
+    """A TorchServe process in `workdir` serving `models` from `store`: {name: archive}, or
+    {name: [archive, ...]} for several versions of one model (the first is the default)."""
 
     def __init__(
         self,
@@ -123,7 +125,7 @@ class TorchServe:
 
     def command(self) -> list:
         bin_dir = Path(sys.executable).parent
-        models = ",".join(f"{name}={archive}" for name, archive in self.models.items())
+        models = ",".join(f"{name}={archive}" for name, archive in self._archives())
         return [
             str(bin_dir / "torchserve"),
             "--start",
@@ -135,6 +137,14 @@ class TorchServe:
             str(self.store),
             "--models",
             models,
+        ]
+
+    def _archives(self) -> list:
+        """(name, archive) pairs, one per version to load."""
+        return [
+            (name, archive)
+            for name, archives in self.models.items()
+            for archive in ([archives] if isinstance(archives, (str, Path)) else archives)
         ]
 
     def prepare(self) -> None:
@@ -151,6 +161,8 @@ class TorchServe:
         env["TEMP"] = str(self.workdir / "tmp")  # the frontend's java.io.tmpdir (model unpacking)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # Where the workers look for cancel markers, and the v2 front and gateway write them.
+        env[CANCEL_DIR_ENV] = str(cancel_dir(self.workdir))
         return env
 
     def start(self, console: bool = False) -> None:
@@ -170,7 +182,7 @@ class TorchServe:
         return read_keys(self.workdir)
 
     def wait_ready(self, timeout_s: float = 300.0) -> None:
-        """Until every model has a READY worker; raises with the log tail on failure."""
+        """Until every version of every model has a READY worker; raises with the log tail."""
         deadline = time.monotonic() + timeout_s
         pending = set(self.models)
         while pending and time.monotonic() < deadline:
@@ -179,8 +191,11 @@ class TorchServe:
             try:
                 headers = {"Authorization": f"Bearer {self.keys().management}"}
                 for model in sorted(pending):
-                    answer = requests.get(f"{self.management_url}/models/{model}", headers=headers, timeout=5)
-                    if answer.ok and any(w["status"] == "READY" for w in answer.json()[0]["workers"]):
+                    answer = requests.get(f"{self.management_url}/models/{model}/all", headers=headers, timeout=5)
+                    versions = answer.json() if answer.ok else []
+                    wanted = sum(1 for name, _ in self._archives() if name == model)
+                    ready = [v for v in versions if any(w["status"] == "READY" for w in v["workers"])]
+                    if len(versions) >= wanted and len(ready) == len(versions):
                         pending.discard(model)
             except (OSError, ValueError, KeyError, requests.RequestException):
                 pass

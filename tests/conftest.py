@@ -14,9 +14,12 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from archiver.build import build_all  # noqa: E402
+from archiver.build import build_all, build_archive  # noqa: E402
+from archiver.capabilities import CAPABILITIES  # noqa: E402
 from operations.server import Keys, Ports, TorchServe, latest_archives  # noqa: E402
 from weightstore.layout import WeightsLayout  # noqa: E402
+
+SECOND_ANIMALS_VERSION = "1.1"  # served beside animals 1.0, which stays the default
 
 
 @dataclass
@@ -45,7 +48,12 @@ class Server:
 def server(tmp_path_factory) -> Server:
     store = tmp_path_factory.mktemp("model_store")
     build_all(WeightsLayout.default(), store)
-    process = TorchServe(tmp_path_factory.mktemp("torchserve"), store, latest_archives(store), Ports.free())
+    # A second animals version beside the default 1.0 (the same weights): the playground's
+    # version picker has one to choose (tests/frontend/test_e2e.py).
+    models = latest_archives(store)
+    second = build_archive(CAPABILITIES["animals"], WeightsLayout.default(), store, SECOND_ANIMALS_VERSION)
+    models["animals"] = [models["animals"], second.name]
+    process = TorchServe(tmp_path_factory.mktemp("torchserve"), store, models, Ports.free())
     process.start()
     try:
         process.wait_ready(timeout_s=300)

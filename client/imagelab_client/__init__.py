@@ -8,6 +8,7 @@ with ImageLabClient(key_file="var/serve/key_file.json") as client:
 from imagelab_client.client import ImageLabClient, ModelDescription, ModelVersions
 from imagelab_client.errors import (
     AuthError,
+    Cancelled,
     ConnectionFailed,
     ImageLabError,
     InvalidInput,
@@ -35,4 +36,5 @@ __all__ = [
     "OutOfResources",
     "ServerError",
     "ConnectionFailed",
+    "Cancelled",
 ]

@@ -16,10 +16,11 @@ from typing import Optional
 
 from imagelab_client import compare
 from imagelab_client.adjust import Adjustment, adjust
+from imagelab_client.cancel import new_job_id
 from imagelab_client.client import ImageLabClient
 from imagelab_client.errors import ImageLabError
 from imagelab_client.images import decode_image
-from imagelab_client.progress import ProgressBar
+from imagelab_client.progress import PreviewFile, ProgressBar, each
 
 FORMATS = ("png", "jpeg", "webp")
 
@@ -133,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--height", type=int)
     generate.add_argument("--num-images", type=int)
     generate.add_argument("--scheduler")
+    generate.add_argument(
+        "--preview",
+        action="store_true",
+        help="live previews: save the latest preview of the image being denoised to OUTPUT.preview.jpg "
+        "(e.g. generated.preview.jpg), overwritten every few steps; needs a streaming transport (rest, grpc)",
+    )
     _output_flags(generate, "generated")
 
     animal = command(
@@ -140,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "an animal of the animals LoRA's classes (model animals)",
         """examples:
   imagelab animal lion --seed 1 -o lion.png
-  imagelab animal "snow leopard" --prompt-extra "on a rock" --contrast 1.1 --saturation 1.2""",
+  imagelab animal "snow leopard" --prompt-extra "on a rock" --contrast 1.1 --saturation 1.2
+  imagelab animal tiger --version 2.0 --scheduler lcm --steps 4 --guidance 1""",
     )
     animal.add_argument("name", help="a class name: lion, tiger, elephant, cat, dog, ...")
     animal.add_argument("--prompt-extra")
@@ -152,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     animal.add_argument("--brightness", type=float)
     animal.add_argument("--width", type=int)
     animal.add_argument("--height", type=int)
+    animal.add_argument("--scheduler", help="ddim, dpmpp, euler_a or lcm (the few-step fast mode)")
+    animal.add_argument(
+        "--preview",
+        action="store_true",
+        help="live previews: save the latest preview of the image being denoised to OUTPUT.preview.jpg "
+        "(e.g. animal.preview.jpg), overwritten every few steps; needs a streaming transport (rest, grpc)",
+    )
     _output_flags(animal, "animal")
 
     steps = command(
@@ -241,7 +256,14 @@ def main(argv: Optional[list] = None) -> int:
 
 def _infer(client: ImageLabClient, args) -> int:
     bar = None if args.quiet else ProgressBar(f"{args.command} ")
+    default_name = {"stylize": "stylized", "transfer": "transfer", "generate": "generated"}.get(args.command, "animal")
+    previews = PreviewFile.beside(args.output or default_name) if getattr(args, "preview", False) else None
+    on_progress = each(bar, previews)
     common = {"format": args.format, "quality": args.quality, "version": args.version}
+    # Our own job id (the long-running models take one), so Ctrl-C can cancel the job even
+    # before its first progress event; fast_style runs too briefly to need one.
+    job_id = None if args.command == "stylize" else new_job_id()
+    extra = {"job_id": job_id, **({"preview": True} if previews else {})}
     try:
         if args.command == "stylize":
             result = client.stylize(args.image, args.style, max_side_px=args.max_side_px, **common)
@@ -259,7 +281,8 @@ def _infer(client: ImageLabClient, args) -> int:
                 preserve_color=args.preserve_color,
                 optimizer=args.optimizer,
                 time_budget_s=args.time_budget_s,
-                on_progress=bar,
+                extra=extra,
+                on_progress=on_progress,
                 **common,
             )
         elif args.command == "generate":
@@ -275,7 +298,8 @@ def _infer(client: ImageLabClient, args) -> int:
                 height=args.height,
                 num_images=args.num_images,
                 scheduler=args.scheduler,
-                on_progress=bar,
+                extra=extra,
+                on_progress=on_progress,
                 **common,
             )
         else:
@@ -290,19 +314,43 @@ def _infer(client: ImageLabClient, args) -> int:
                 brightness=args.brightness,
                 width=args.width,
                 height=args.height,
-                on_progress=bar,
+                scheduler=args.scheduler,
+                extra=extra,
+                on_progress=on_progress,
                 **common,
             )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.finish()
+        return _cancel_on_interrupt(client, job_id)
     finally:
         if bar is not None:
             bar.finish()
-    default_name = {"stylize": "stylized", "transfer": "transfer", "generate": "generated"}.get(args.command, "animal")
     output = args.output or f"{default_name}.{'jpg' if result.format == 'jpeg' else result.format}"
     seeds = result.seeds or [None] * len(result.images)
     for path, image, seed in zip(result.save(output), result.images, seeds):
         seed_note = f", seed {seed}" if seed is not None else ""
-        print(f"wrote {path} ({image.width}x{image.height} {result.format}{seed_note})")
+        version_note = f", version {result.model_version}" if result.model_version else ""
+        print(f"wrote {path} ({image.width}x{image.height} {result.format}{seed_note}{version_note})")
+    if previews is not None and previews.path:
+        print(f"wrote {previews.path} (the last of {previews.written} previews)")
+    elif previews is not None:
+        print(f"imagelab: no previews came back (transport {args.transport} does not stream)", file=sys.stderr)
     return 0
+
+
+def _cancel_on_interrupt(client: ImageLabClient, job_id: Optional[str]) -> int:
+    """Ctrl-C: ask the server to stop the job (it does at its next step and takes the next
+    request), say so on one line, exit 130 as a shell does for SIGINT."""
+    if job_id is None:
+        print("imagelab: interrupted", file=sys.stderr)
+        return 130
+    try:
+        client.cancel(job_id)
+        print(f"imagelab: interrupted; cancelled job {job_id} (the server stops it at its next step)", file=sys.stderr)
+    except ImageLabError as error:
+        print(f"imagelab: interrupted; could not cancel job {job_id}: {error}", file=sys.stderr)
+    return 130
 
 
 def _adjust(args) -> int:
@@ -346,7 +394,7 @@ def _compare_steps(client: ImageLabClient, args) -> int:
                 width=args.width,
                 height=args.height,
                 version=args.version,
-                extra={"scheduler": args.scheduler} if args.scheduler else None,
+                scheduler=args.scheduler,
                 on_progress=bar,
             )
         finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from imagelab_client.auth import Credentials
+from imagelab_client.cancel import CancelEndpoint
 from imagelab_client.errors import AuthError
 from imagelab_client.images import ImageInput, image_bytes
 from imagelab_client.results import ImageResult
@@ -53,8 +54,14 @@ class ImageLabClient:
         read_timeout_s: float = 600.0,
         retry: RetryPolicy = RetryPolicy(),
         pool_size: int = 10,
+        cancel_url: Optional[str] = None,
+        cancel_key: Optional[str] = None,
+        cancel_key_file=None,
     ):
+        """cancel_url / cancel_key / cancel_key_file: where `cancel` goes (cancel.py; by
+        default the v2 front on http://127.0.0.1:8000 with oip_key.json beside key_file)."""
         self.credentials = Credentials(key_file, inference_key, management_key)
+        self.cancel_endpoint = CancelEndpoint(cancel_url, cancel_key, cancel_key_file, self.credentials.key_file)
         self.retry = retry
         self.transport = make_transport(
             transport, url, management_url, self.credentials, connect_timeout_s, read_timeout_s, pool_size
@@ -182,13 +189,15 @@ class ImageLabClient:
         brightness: Optional[float] = None,
         width: Optional[int] = None,
         height: Optional[int] = None,
+        scheduler: Optional[str] = None,
         format: Optional[str] = None,
         quality: Optional[int] = None,
         version: Optional[str] = None,
         extra: Optional[dict] = None,
         on_progress: Optional[OnProgress] = None,
     ) -> ImageResult:
-        """animals: one of the animals LoRA's classes (lion, tiger, elephant, cat, dog, ...)."""
+        """animals: one of the animals LoRA's classes (lion, tiger, elephant, cat, dog, ...);
+        `scheduler` lcm is the few-step fast mode; `version` picks the archive version (LoRA)."""
         fields = {
             "animal": name,
             "prompt_extra": prompt_extra,
@@ -200,6 +209,7 @@ class ImageLabClient:
             "brightness": brightness,
             "width": width,
             "height": height,
+            "scheduler": scheduler,
             "format": format,
             "quality": quality,
         }
@@ -220,6 +230,11 @@ class ImageLabClient:
         on_event = on_progress if self.transport.streams else None
         answer = self._with_retries(lambda: self.transport.infer(model, fields, version, on_event))
         return ImageResult.from_answer(answer)
+
+    def cancel(self, job_id: str) -> dict:
+        """Stop a running (or queued) job by its id: the `job_id` of its first progress event,
+        or the `job_id` field it was sent with. Its call then raises errors.Cancelled (499)."""
+        return self.cancel_endpoint.cancel(job_id)
 
     def _with_retries(self, send: Callable):
         """503 -> backoff and retry (RetryPolicy); a refused token -> re-read the key file

@@ -55,6 +55,10 @@ class OutOfResources(ImageLabError):
     """507: the server ran out of memory; try a smaller image, fewer steps or later."""
 
 
+class Cancelled(ImageLabError):
+    """499: the job was cancelled (client.cancel, or the CLI's Ctrl-C); `body["job_id"]` names it."""
+
+
 class ServerError(ImageLabError):
     """Any other 5xx, or an answer this client cannot read."""
 
@@ -70,6 +74,7 @@ _BY_STATUS = {
     401: AuthError,
     403: AuthError,
     404: NotFound,
+    499: Cancelled,
     503: Overloaded,
     504: Timeout,
     507: OutOfResources,

@@ -47,6 +47,20 @@ export async function setDefaultVersion(model, version) {
   return response.json();
 }
 
+/**
+ * Stop a running job by the job_id of its first progress event. The busy worker takes no call,
+ * so the gateway writes a cancel marker that the job checks at its next step; its stream then
+ * ends with {"type":"error","code":499,"error_type":"Cancelled"}.
+ */
+export async function cancelJob(jobId) {
+  const response = await fetch(`/api/cancel/${encodeURIComponent(jobId)}`, { method: "POST", headers: CLIENT });
+  if (!response.ok) throw await toApiError(response);
+  return response.json();
+}
+
+/** A model's predictions, of one version when given (else TorchServe's default version). */
+const predictionsPath = (model, version) => `/api/predictions/${model}${version ? `/${encodeURIComponent(version)}` : ""}`;
+
 /** One request, one image back as itself. -> {blob, contentType} */
 export async function predictImage(model, form, signal) {
   const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal, headers: CLIENT });
@@ -59,10 +73,10 @@ export async function predictImage(model, form, signal) {
  * {"type":"result","images":[base64],...} or {"type":"error","code","message","field"}.
  * Chunks need not end on line boundaries, so lines are cut from a running buffer.
  */
-export async function predictStream(model, form, { onProgress, signal }) {
+export async function predictStream(model, form, { onProgress, signal, version }) {
   form.set("stream", "true");
   form.set("response_format", "json");
-  const response = await fetch(`/api/predictions/${model}`, { method: "POST", body: form, signal, headers: CLIENT });
+  const response = await fetch(predictionsPath(model, version), { method: "POST", body: form, signal, headers: CLIENT });
   if (!response.ok) throw await toApiError(response);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();

@@ -44,6 +44,17 @@ export function humanize(name) {
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
+// Display names only; which schedulers exist, and their step ranges, come from the server.
+const SCHEDULER_NAMES = { lcm: "LCM: fast (2-8 steps)", dpmpp: "DPM++", ddim: "DDIM", euler_a: "Euler ancestral" };
+export const schedulerName = (name) => SCHEDULER_NAMES[name] || name;
+
+/** A number field's spec for the chosen scheduler: describe's `by_scheduler` range and
+ * default (the playground offers 20-100 steps for DDIM, LCM's few steps for LCM, ...). */
+export function forScheduler(spec, scheduler) {
+  const range = spec?.by_scheduler?.[scheduler];
+  return range ? { ...spec, ...range } : spec;
+}
+
 export function stepOf(spec) {
   if (spec.multiple_of) return spec.multiple_of;
   if (spec.type === "integer") return 1;

@@ -1,5 +1,5 @@
 import { useCallback, useRef, useState } from "react";
-import { ApiError } from "./api.js";
+import { ApiError, cancelJob } from "./api.js";
 import { defaultValues } from "./describe.js";
 
 /** Form values seeded from the describe output; editing a field clears the error naming it. */
@@ -16,22 +16,37 @@ export function useFormValues(fields, names) {
   return { values, setValues, set, error, setError };
 }
 
-/** One job at a time: busy flag, streamed progress, cancel through an AbortController. */
+/**
+ * One job at a time: busy flag, streamed progress, cancel. Cancel tells the server first
+ * (POST /api/cancel/{job_id}, the id from the job's first progress event: the worker stops at
+ * its next step and takes the next request), then drops the stream (AbortController).
+ */
 export function useJob(setError) {
   const [busy, setBusy] = useState(false);
   const [progress, setProgress] = useState(null);
   const controller = useRef(null);
+  const jobId = useRef(null);
+
+  const stop = useCallback(() => {
+    if (jobId.current) cancelJob(jobId.current).catch(() => {}); // the stream's end says the rest
+    jobId.current = null;
+    controller.current?.abort();
+  }, []);
 
   const run = useCallback(
     async (work) => {
-      controller.current?.abort();
+      stop();
       const current = new AbortController();
       controller.current = current;
       setBusy(true);
       setProgress(null);
       setError(null);
+      const onProgress = (event) => {
+        if (event.job_id && controller.current === current) jobId.current = event.job_id;
+        setProgress(event);
+      };
       try {
-        return await work({ signal: current.signal, onProgress: setProgress });
+        return await work({ signal: current.signal, onProgress });
       } catch (error) {
         if (current.signal.aborted) setError(new ApiError({ type: "Cancelled", message: "the job was cancelled" }));
         else if (error instanceof ApiError) setError(error);
@@ -40,13 +55,13 @@ export function useJob(setError) {
       } finally {
         if (controller.current === current) {
           controller.current = null;
+          jobId.current = null;
           setBusy(false);
         }
       }
     },
-    [setError],
+    [setError, stop],
   );
 
-  const cancel = useCallback(() => controller.current?.abort(), []);
-  return { busy, progress, run, cancel };
+  return { busy, progress, run, cancel: stop };
 }

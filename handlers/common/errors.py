@@ -3,7 +3,8 @@
 `RequestError` (4xx) is the client's fault: its message names the field and what is accepted,
 so a client can fix the request without reading logs. `ServerError` (5xx) is the server's: a
 valid request it could not serve (busy, out of time, out of memory, a bug); retrying later or
-smaller may work, and the metrics count it apart from refused requests.
+smaller may work, and the metrics count it apart from refused requests. `ClientClosed` (499)
+is neither: the client itself ended the request (a cancelled job), counted apart from both.
 """
 
 from typing import Optional
@@ -49,6 +50,30 @@ class RequestError(ServiceError):
 
 class ServerError(ServiceError):
     """A valid request the server could not serve (5xx); never the client's fault."""
+
+
+class ClientClosed(ServiceError):
+    """The client ended the request itself (nginx's 499 "client closed request"): neither a
+    refused request nor a server fault, and counted apart from both."""
+
+    status = 499
+    type = "ClientClosed"
+
+
+class Cancelled(ClientClosed):
+    """The client cancelled the running job by its job id (imagelab/cancellation.py)."""
+
+    type = "Cancelled"
+
+    def __init__(self, message: str, job_id: Optional[str] = None):
+        super().__init__(message)
+        self.job_id = job_id
+
+    def body(self) -> dict:
+        body = super().body()
+        if self.job_id is not None:
+            body["job_id"] = self.job_id
+        return body
 
 
 class InvalidField(RequestError):

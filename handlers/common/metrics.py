@@ -8,6 +8,7 @@ IMAGES_PRODUCED = "ImagelabImagesProduced"
 REQUEST_LATENCY_MS = "ImagelabRequestLatencyMs"
 REJECTED_REQUESTS = "ImagelabRejectedRequests"
 SERVER_FAULTS = "ImagelabServerFaults"
+CANCELLED_REQUESTS = "ImagelabCancelledRequests"  # 499: the client cancelled its job (by Reason)
 NAN_DECODE_RETRIES = "ImagelabNanDecodeRetries"
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from handlers.common import metrics as m
-from handlers.common.errors import OutOfMemory, RequestError, ServerFault, ServiceError
+from handlers.common.errors import Cancelled, ClientClosed, OutOfMemory, RequestError, ServerFault, ServiceError
 from handlers.common.faults import FIELD as FAULT_FIELD
 from handlers.common.faults import FaultInjector
 from handlers.common.fields import Fields
@@ -16,6 +16,7 @@ from handlers.common.metrics import MetricsSink, NullMetrics
 from handlers.common.payload import PAYLOAD_FIELDS, parse_payload
 from handlers.common.responses import Reply, error_reply, result_reply, stream_line
 from handlers.common.service import ImageResult, Service
+from imagelab.cancellation import CancelMarkers, JobCancelled, new_job_id
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class _Pending:
     oip: object
     decode_ms: float
     started: float
+    job_id: Optional[str] = None  # set when cancelling is on (imagelab/cancellation.py)
 
 
 class BatchRunner:
@@ -40,8 +42,13 @@ class BatchRunner:
         model_version: str,
         metrics: MetricsSink = NullMetrics(),
         faults: FaultInjector = FaultInjector(enabled=False),
+        cancels: Optional[CancelMarkers] = None,
     ):
+        """cancels: the cancel-marker folder; with it every job of a streaming model gets a job
+        id (the client's `job_id`, or a new unguessable one) sent in its first progress event,
+        and a job whose marker appears stops at its next step (499 Cancelled)."""
         self.service = service
+        self.cancels = cancels if getattr(service, "streams", False) else None
         self.model_name = model_name
         self.model_version = model_version
         self.metrics = metrics
@@ -81,13 +88,21 @@ class BatchRunner:
 
     def _predict(self, pending: list, replies: list, send_chunk: Optional[SendChunk], faults: list) -> None:
         streamed, unreachable = set(), set()
+        pending = self._not_cancelled(pending, replies)
+        if not pending:
+            return
 
         def progress(position: int, event: dict) -> None:
+            """Called by the service after every step of every job: the cancel check is here,
+            one stat per step; it raises JobCancelled out of the service's step callback."""
             item = pending[position]
+            if item.job_id is not None:
+                self.cancels.check(item.job_id, event.get("step"))
             if send_chunk is None or not item.request.output.stream or item.index in unreachable:
                 return
+            first = {"job_id": item.job_id} if item.job_id is not None and item.index not in streamed else {}
             try:
-                send_chunk(item.index, stream_line({"type": "progress", **event}))
+                send_chunk(item.index, stream_line({"type": "progress", **first, **event}))
                 streamed.add(item.index)
             except Exception:  # e.g. the client went away: its neighbours carry on
                 logger.exception("streaming progress of request %d failed; no more progress for it", item.index)
@@ -109,9 +124,12 @@ class BatchRunner:
         for name, value in (take_counts() if take_counts else {}).items():
             if value:
                 self.metrics.count(name, value, {})
+        self._clear_markers(pending)
         logged = set()
         for item, result in zip(pending, results):
             streaming = item.index in streamed
+            if isinstance(result, JobCancelled):
+                result = _cancelled(result, item.job_id)  # a whole group's stop names one of its jobs
             if isinstance(result, Exception) and not isinstance(result, ServiceError):
                 if id(result) not in logged:  # one trace per failure, not per request it failed
                     logged.add(id(result))
@@ -138,10 +156,35 @@ class BatchRunner:
                 continue
             self._count_success(result, (time.perf_counter() - item.started) * 1000)
 
+    def _not_cancelled(self, pending: list, replies: list) -> list:
+        """Give each job its id; a job cancelled while it queued is answered without running."""
+        if self.cancels is None:
+            return pending
+        kept = []
+        for item in pending:
+            item.job_id = getattr(item.request.output, "job_id", None) or new_job_id()
+            if self.cancels.is_cancelled(item.job_id):
+                self._clear_markers([item])
+                replies[item.index] = self._reject(_cancelled(JobCancelled(item.job_id)), item.oip)
+            else:
+                kept.append(item)
+        return kept
+
+    def _clear_markers(self, items: list) -> None:
+        for item in items:
+            if item.job_id is not None:
+                try:
+                    self.cancels.clear(item.job_id)
+                except OSError:  # the folder went away: nothing to clear
+                    logger.warning("could not remove the cancel marker of request %d", item.index)
+
     def _reject(self, error: ServiceError, oip=None, streaming: bool = False) -> Reply:
         """Client errors count as rejected requests (by reason and field), server errors as
-        server faults (by reason): a 504 or 507 is not the client's doing."""
-        if isinstance(error, RequestError):
+        server faults (by reason): a 504 or 507 is not the client's doing; a cancelled job
+        (499) is neither and counts as a cancelled request."""
+        if isinstance(error, ClientClosed):
+            self.metrics.count(m.CANCELLED_REQUESTS, 1, {"Reason": error.type})
+        elif isinstance(error, RequestError):
             field = "-" if error.field is None else error.field if error.field in self.field_labels else m.UNKNOWN_LABEL
             self.metrics.count(m.REJECTED_REQUESTS, 1, {"Reason": error.type, "Field": field})
         else:
@@ -161,6 +204,14 @@ def _server_error(error: Exception) -> ServiceError:
     507; anything else 500."""
     if isinstance(error, ServiceError):
         return error
+    if isinstance(error, JobCancelled):
+        return _cancelled(error)
     if isinstance(error, MemoryError) or "out of memory" in str(error).lower():
         return OutOfMemory("out of memory; retry with a smaller image, fewer steps or later")
     return ServerFault("internal error while predicting")
+
+
+def _cancelled(cancelled: JobCancelled, job_id: Optional[str] = None) -> Cancelled:
+    job_id = job_id or cancelled.job_id
+    when = "before it started" if cancelled.step is None else f"after step {cancelled.step}"
+    return Cancelled(f"job {job_id} was cancelled {when}; nothing more was computed for it", job_id=job_id)

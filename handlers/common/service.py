@@ -9,9 +9,11 @@ from typing import Callable, Mapping, Optional
 
 from PIL import Image
 
+from handlers.common.errors import InvalidField
 from handlers.common.fields import Fields
 from handlers.common.images import OUTPUT_FORMATS
 from handlers.common.spec import Field, FieldSpec
+from imagelab.cancellation import JOB_ID_PATTERN, InvalidJobId, check_job_id
 
 # progress(index of the request in the list given to predict, event) -> None
 Progress = Callable[[int, dict], None]
@@ -42,8 +44,28 @@ STREAM_FIELD = Field("stream", "boolean", "Send progress events as NDJSON lines 
 OUTPUT_FIELDS = tuple(f.name for f in OUTPUT_SPEC)
 
 
+def _job_id(text: str) -> str:
+    try:
+        return check_job_id(text)
+    except InvalidJobId as error:
+        raise InvalidField(f"'job_id': {error}", "job_id") from None
+
+
+# Models that stream run long enough to cancel (imagelab/cancellation.py, README "Cancel").
+JOB_ID_FIELD = Field(
+    "job_id",
+    "text",
+    "Your own id for this job, to cancel it by (POST /v2/cancel/{job_id} on the v2 front); "
+    "without it the server makes one and sends it in the first progress event",
+    default=None,
+    max_chars=64,
+    parse=_job_id,
+    extra={"pattern": JOB_ID_PATTERN},
+)
+
+
 def output_spec(streams: bool) -> FieldSpec:
-    return FieldSpec(OUTPUT_SPEC, STREAM_FIELD) if streams else OUTPUT_SPEC
+    return FieldSpec(OUTPUT_SPEC, STREAM_FIELD, JOB_ID_FIELD) if streams else OUTPUT_SPEC
 
 
 @dataclass(frozen=True)
@@ -52,12 +74,18 @@ class OutputOptions:
     quality: int = OUTPUT_SPEC["quality"].default
     response_format: str = OUTPUT_SPEC["response_format"].default  # "image" (raw bytes) or "json"
     stream: bool = STREAM_FIELD.default
+    job_id: Optional[str] = None  # the client's own job id (JOB_ID_FIELD), else the runner makes one
 
     @staticmethod
     def from_values(values: Mapping) -> "OutputOptions":
-        """From a spec's decoded values (OUTPUT_SPEC, and STREAM_FIELD where streaming is on)."""
+        """From a spec's decoded values (OUTPUT_SPEC, and STREAM_FIELD and JOB_ID_FIELD where
+        streaming is on)."""
         return OutputOptions(
-            values["format"], values["quality"], values["response_format"], bool(values.get("stream", False))
+            values["format"],
+            values["quality"],
+            values["response_format"],
+            bool(values.get("stream", False)),
+            values.get("job_id"),
         )
 
     @staticmethod

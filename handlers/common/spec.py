@@ -205,3 +205,12 @@ SEED_FIELD = Field(
     low=SEED_RANGE[0],
     high=SEED_RANGE[1],
 )
+
+# Live previews in streamed progress events (txt2img, animals; imagelab/diffusion/preview.py).
+PREVIEW_FIELD = Field(
+    "preview",
+    "boolean",
+    "With stream=true: progress events every few steps carry a small JPEG preview of the image "
+    "being denoised (`preview`: base64 `image`, `format`, `width`, `height`); no effect without stream",
+    default=False,
+)

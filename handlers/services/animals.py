@@ -36,7 +36,7 @@ SPEC = FieldSpec(
     GENERATION_SPEC,
 )
 # Echoed back as `parameters` besides the prompt made: what shaped the image, by public name.
-NOT_ECHOED = {"seed", "prompt_extra"} | output_spec(streams=True).names
+NOT_ECHOED = {"seed", "prompt_extra", "preview"} | output_spec(streams=True).names
 
 
 class AnimalsService(DiffusionService):
@@ -66,7 +66,11 @@ class AnimalsService(DiffusionService):
         adjustment = ColorAdjustment(**{n: values[n] for n in ADJUSTMENTS})
         parameters = {"prompt": prompt, **{k: v for k, v in values.items() if k not in NOT_ECHOED}}
         return DiffusionRequest(
-            job, parameters, OutputOptions.from_values(values), partial(adjust_colors, adjustment=adjustment)
+            job,
+            parameters,
+            OutputOptions.from_values(values),
+            partial(adjust_colors, adjustment=adjustment),
+            preview=values["preview"],
         )
 
     def _match(self, name: str) -> str:

@@ -3,6 +3,7 @@
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -11,14 +12,15 @@ from typing import Optional
 from handlers.common import metrics
 from handlers.common.errors import DeadlineExceeded, InvalidField, Overloaded, PromptTooLong
 from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
-from handlers.common.spec import SEED_FIELD, Field, FieldSpec
+from handlers.common.spec import PREVIEW_FIELD, SEED_FIELD, Field, FieldSpec
 from handlers.services.admission import DiffusionAdmission
 from handlers.services.base_model_check import check_base_model
 from handlers.services.settings import DiffusionServiceSettings, read_archive_manifest
 from imagelab.deadline import BudgetSpent, Deadline
 from imagelab.diffusion import DiffusionEngine, DiffusionSettings, GenerationJob, PromptTooLongError
-from imagelab.diffusion.adapters import AdapterFolder, OnDemandAdapters
+from imagelab.diffusion.adapters import ADAPTERS_DIR_ENV, AdapterFolder, OnDemandAdapters
 from imagelab.diffusion.jobs import GUIDANCE_RANGE, SIZE_MULTIPLE_PX, STEPS_RANGE
+from imagelab.diffusion.preview import fit_to_vae, progress_with_previews
 from imagelab.validation import InvalidValue
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,17 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 1  # a not-started request waited behind its batch; the next batch may take it
 PROMPT_MAX_CHARS = 2000  # far past 77 tokens; the token count decides, this bounds the work
 JOB_FIELDS = frozenset(f.name for f in dataclass_fields(GenerationJob))
-ADAPTERS_DIR_ENV = "IMAGELAB_ADAPTERS_DIR"  # overrides the archive's adapters_folder
+
+
+# The steps and guidance each sampler is offered with (describe's `by_scheduler`, which the
+# playground's sliders follow). The request limits stay the core's (STEPS_RANGE,
+# GUIDANCE_RANGE), so a script may still ask for 2 DPM++ steps. Classic samplers: the seed's
+# panel (20-100 steps, guidance 1-20). LCM: its LoRA is distilled for 2-8 steps at guidance
+# 1-2 (Luo et al. 2023, "LCM-LoRA"); its default when the archive's is another sampler.
+SAMPLER_STEPS_RANGE = (20, STEPS_RANGE[1])
+LCM_STEPS_RANGE = (2, 8)
+LCM_GUIDANCE_RANGE = (1.0, 2.0)
+LCM_DEFAULTS = {"steps": 4, "guidance": 1.0}
 
 
 def _size_field(name: str) -> Field:
@@ -53,7 +65,10 @@ GENERATION_SPEC = FieldSpec(
         "scheduler",
         "choice",
         "Sampler",
-        extra={"note": "lcm is the few-step fast mode (4-8 steps, guidance 1-2)"},
+        extra={
+            "note": f"lcm is the few-step fast mode ({LCM_STEPS_RANGE[0]}-{LCM_STEPS_RANGE[1]} steps, "
+            f"guidance {LCM_GUIDANCE_RANGE[0]:g}-{LCM_GUIDANCE_RANGE[1]:g})"
+        },
     ),
     Field(
         "decoder",
@@ -61,8 +76,25 @@ GENERATION_SPEC = FieldSpec(
         "Latent decoder",
         extra={"note": "full: the SD VAE; fast: TAESD, several times cheaper, less fine detail"},
     ),
+    PREVIEW_FIELD,
     output_spec(streams=True),
 )
+
+
+def scheduler_ranges(schedulers, defaults: dict, archive_defaults: dict) -> dict:
+    """{"steps": {scheduler: {min, max, default}}, "guidance": {...}}. `defaults` are the
+    served ones (the CPU's LCM on animals), `archive_defaults` those of the classic sampler."""
+    ranges = {"steps": {}, "guidance": {}}
+    for name in schedulers:
+        lcm = name == "lcm"
+        chosen = defaults if (defaults["scheduler"] == "lcm") == lcm else LCM_DEFAULTS if lcm else archive_defaults
+        for field_name, (low, high) in (
+            ("steps", LCM_STEPS_RANGE if lcm else SAMPLER_STEPS_RANGE),
+            ("guidance", LCM_GUIDANCE_RANGE if lcm else GUIDANCE_RANGE),
+        ):
+            default = min(max(chosen[field_name], low), high)
+            ranges[field_name][name] = {"min": low, "max": high, "default": default}
+    return ranges
 
 
 def prompt_field(name: str, description: str, required: bool, required_hint: Optional[str] = None) -> Field:
@@ -79,6 +111,7 @@ class DiffusionRequest:
     parameters: dict  # what the client sees echoed back
     output: OutputOptions = field(default_factory=OutputOptions)
     postprocess: Optional[object] = None  # PIL image -> PIL image, e.g. colour adjustments
+    preview: bool = False  # live previews in its progress events (with output.stream)
 
 
 class DiffusionService(Service):
@@ -104,19 +137,36 @@ class DiffusionService(Service):
                 adapters={name: context.model_dir / path for name, path in s.adapters.items()},
                 lcm_adapter_path=context.model_dir / s.lcm_adapter if s.lcm_adapter else None,
                 batch_invariant=s.batch_invariant,
+                mixed_style_batches=s.mixed_style_batches,
                 fast_decoder_dir=context.model_dir / s.fast_decoder if s.fast_decoder else None,
                 compile_unet=s.compile_unet,
             ),
             self.on_demand_adapters(context.model_name, base),
         )
         self.admission = DiffusionAdmission(self.engine, s.time_budget_s, s.min_size_px, s.cost_rates)
+        started_s = time.perf_counter()
+        self.preview_projection = fit_to_vae(self.engine.decoders)  # live previews (preview.py)
+        logger.info(
+            "%s: preview projection fitted to the VAE in %.0f ms (rms error %.3f)",
+            self.name,
+            (time.perf_counter() - started_s) * 1e3,
+            self.preview_projection.rms_error,
+        )
         self.admission.calibrate()
         self.default_size_px = s.default_size_px or self.engine.native_size_px
         size = {"low": s.min_size_px, "high": s.max_size_px, "default": self.default_size_px}
         defaults = s.defaults_for(context.device, self.engine.schedulers)  # animals: LCM on a CPU
+        archive_defaults = {"steps": s.default_steps, "guidance": s.default_guidance}
+        ranges = scheduler_ranges(self.engine.schedulers, defaults, archive_defaults)
         self.spec = self.spec.bind(
-            steps={"default": defaults["steps"]},
-            guidance={"default": defaults["guidance"]},
+            steps={
+                "default": defaults["steps"],
+                "extra": {**self.spec["steps"].extra, "by_scheduler": ranges["steps"]},
+            },
+            guidance={
+                "default": defaults["guidance"],
+                "extra": {**self.spec["guidance"].extra, "by_scheduler": ranges["guidance"]},
+            },
             width=size,
             height=size,
             scheduler={"choices": self.engine.schedulers, "default": defaults["scheduler"]},
@@ -166,9 +216,12 @@ class DiffusionService(Service):
                 error.field_name,
             ) from None
         except InvalidValue as error:
-            raise InvalidField(str(error), self.spec.field_for(error.field_name) or error.field_name) from None
+            raise self._invalid_field(error) from None
         self.admission.check(job)  # 422 TooExpensive before any work
         return job
+
+    def _invalid_field(self, error: InvalidValue) -> InvalidField:
+        return InvalidField(str(error), self.spec.field_for(error.field_name) or error.field_name)
 
     def predict(self, requests: list, progress) -> list:
         """What fits the time budget runs (in batch order); the rest is 503 (admission.py)."""
@@ -184,13 +237,20 @@ class DiffusionService(Service):
         def on_step(index: int, step: int, of: int) -> None:
             progress(index, {"step": step, "of": of})
 
-        generated = self.engine.generate_each([r.job for r in requests], on_step, deadline)
+        wanted = {index for index, r in enumerate(requests) if r.preview and r.output.stream}
+        on_latents = None
+        if wanted:  # without previews the engine never touches the latents
+            sides = [max(r.job.width, r.job.height) for r in requests]
+            on_latents = progress_with_previews(self.preview_projection, progress, wanted, sides.__getitem__)
+        generated = self.engine.generate_each([r.job for r in requests], on_step, deadline, on_latents=on_latents)
         self.admission.observe([r.job for r in requests], generated)
         return [self._result(request, outcome) for request, outcome in zip(requests, generated)]
 
     def _result(self, request: DiffusionRequest, outcome):
         if isinstance(outcome, BudgetSpent):
             return _budget_error(outcome)
+        if isinstance(outcome, InvalidValue):  # e.g. its folder style was removed since decode
+            return self._invalid_field(outcome)
         if isinstance(outcome, Exception):
             return outcome
         try:
@@ -202,6 +262,8 @@ class DiffusionService(Service):
             extra["nsfw"] = outcome.nsfw  # flagged images come back black; say so
         if outcome.vae_fp32_retries:
             extra["vae_fp32_retries"] = outcome.vae_fp32_retries
+        if outcome.batch_styles:  # a mixed-style call: its styles and UNet calls (mixed_lora.py)
+            extra.update(batch_styles=outcome.batch_styles, unet_calls=outcome.unet_calls)
         return ImageResult(images, request.parameters, outcome.seeds, dict(outcome.timings_ms), extra)
 
     def describe_common(self) -> dict:
@@ -209,6 +271,9 @@ class DiffusionService(Service):
             "model": self.name,
             "version": self.context.model_version,
             "synthetic_weights": sorted(self.settings.synthetic),
+            # Where and in what precision this worker runs (read-only in the playground).
+            "device": self.context.device,
+            "dtype": str(self.engine.torch_dtype).removeprefix("torch."),
             "max_prompt_tokens": self.engine.max_prompt_tokens,
             "speed": {**self.admission.describe(), "unet_path": self.engine.fast_path.describe()},
             "manifest": self.manifest,

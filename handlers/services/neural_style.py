@@ -13,6 +13,7 @@ from handlers.common.fields import Fields
 from handlers.common.service import ImageResult, OutputOptions, Service, ServiceContext, output_spec
 from handlers.common.spec import SEED_FIELD, Field, FieldSpec
 from handlers.services.settings import NeuralStyleSettings, image_limits, read_archive_manifest
+from imagelab.cancellation import JobCancelled
 from imagelab.neural_style import NeuralStyleConfig, load_vgg19_features, transfer
 from imagelab.neural_style.config import INIT_MODES, MAX_SIDE_PX_RANGE, OPTIMIZERS, STEPS_RANGE, WEIGHT_RANGE
 from imagelab.neural_style.images import fitted_size
@@ -153,7 +154,16 @@ class NeuralStyleService(Service):
         return NeuralStyleRequest(v["content"], v["style_image"], config, OutputOptions.from_values(v))
 
     def predict(self, requests: list, progress) -> list:
-        return [self._transfer(index, request, progress) for index, request in enumerate(requests)]
+        return [self._transfer_or_cancelled(index, request, progress) for index, request in enumerate(requests)]
+
+    def _transfer_or_cancelled(self, index: int, request: NeuralStyleRequest, progress):
+        """`progress` raises JobCancelled after the step its job was cancelled in (the runner
+        checks the job's cancel marker there, once per L-BFGS or Adam iteration): that request
+        ends, the next one runs."""
+        try:
+            return self._transfer(index, request, progress)
+        except JobCancelled as cancelled:
+            return cancelled
 
     def _transfer(self, index: int, request: NeuralStyleRequest, progress) -> ImageResult:
         def on_step(step: int, of: int, content_loss: float, style_loss: float) -> None:

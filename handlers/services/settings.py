@@ -70,7 +70,7 @@ class FastStyleSettings(HandlerSettings):
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 36_000_000
     max_input_side_px: int = 8192
-    # Under the archive's responseTimeout (60 s): a batch that would outlive it is split, a
+    # Under the archive's responseTimeout (120 s, a margin for load spikes): a batch that would outlive it is split, a
     # request that cannot fit is refused (handlers/services/admission.py).
     time_budget_s: float = 50.0
     cost_rates: Optional[dict] = None  # stage -> pinned s per unit; None: calibrate and learn
@@ -132,6 +132,10 @@ class DiffusionServiceSettings(HandlerSettings):
     synthetic: tuple = ()  # which of the above are tiny synthetic stand-ins
     dtype: str = "auto"
     batch_invariant: bool = True
+    # Requests differing only in style share one pipeline call, per-row LoRAs (issue 19.2,
+    # imagelab/diffusion/mixed_lora.py): auto = when batch_invariant is false (with it, fused
+    # per-style groups stay); on; off.
+    mixed_style_batches: str = "auto"
     default_steps: int = 25
     default_guidance: float = 7.5
     default_scheduler: str = "dpmpp"
@@ -146,7 +150,10 @@ class DiffusionServiceSettings(HandlerSettings):
     # false (the operator's opt-out) only logs a warning (handlers/services/base_model_check.py).
     verify_base_model: bool = True
     default_decoder: str = "full"  # or "fast" (TAESD)
-    compile_unet: bool = False  # torch.compile in the background (imagelab/diffusion/fast_path.py)
+    # torch.compile the UNet in a background thread (niced), eager until built, cached on disk
+    # (imagelab/diffusion/fast_path.py). Off: not yet measured to pay on this 2-core machine
+    # (loadtests/bench/sd15_fast_path.py); the tiny test archives stay eager either way.
+    compile_unet: bool = False
     # Defaults on a CPU, where they can run (scheduler lcm needs the LCM-LoRA): e.g. animals'
     # {scheduler: lcm, steps: 4, guidance: 1.0}, seconds where 25 guided steps take minutes.
     cpu_defaults: Optional[dict] = None
@@ -167,6 +174,8 @@ class DiffusionServiceSettings(HandlerSettings):
             raise ValueError(f"cpu_defaults takes steps, guidance and scheduler; got {unknown}")
         if self.default_decoder not in ("full", "fast"):
             raise ValueError(f"default_decoder must be 'full' or 'fast', got {self.default_decoder!r}")
+        if self.mixed_style_batches not in ("auto", "on", "off"):
+            raise ValueError(f"mixed_style_batches must be auto, on or off, got {self.mixed_style_batches!r}")
         low, high = SIZE_PX_RANGE  # the core's limits (imagelab.diffusion.jobs); an archive narrows them
         if not low <= self.min_size_px <= self.max_size_px <= high or (self.min_size_px | self.max_size_px) % 8:
             raise ValueError(f"min_size_px/max_size_px must be multiples of 8 with {low} <= min <= max <= {high}")

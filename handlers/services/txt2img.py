@@ -27,7 +27,7 @@ SPEC = FieldSpec(
     GENERATION_SPEC,
 )
 # Echoed back as `parameters`: what shaped the image, by public name (the seeds go apart).
-NOT_ECHOED = {"seed"} | output_spec(streams=True).names
+NOT_ECHOED = {"seed", "preview"} | output_spec(streams=True).names
 
 
 class Txt2ImgService(DiffusionService):
@@ -87,4 +87,4 @@ class Txt2ImgService(DiffusionService):
         values = self.spec.decode(fields)
         job = self.make_job(values)
         parameters = {k: v for k, v in values.items() if k not in NOT_ECHOED}
-        return DiffusionRequest(job, parameters, OutputOptions.from_values(values))
+        return DiffusionRequest(job, parameters, OutputOptions.from_values(values), preview=values["preview"])

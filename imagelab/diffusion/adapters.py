@@ -11,7 +11,9 @@ What the folder may hold: `.safetensors` files named `[A-Za-z0-9_-]{1,64}`, in t
 or kohya layout (imagelab/diffusion/lora.py), whose layers all fit the base UNet
 (imagelab/diffusion/lora_fit.py). Anything else is refused with its reason, which a request naming
 that style gets as its 400. No path outside the folder is read: a symlink is followed only
-when its target lies inside the folder.
+when its target lies inside the folder. A style whose file goes away (or turns unusable) after
+its request was accepted fails that request alone with `StyleUnavailable`, a 400 naming the
+style, never a server fault.
 """
 
 import json
@@ -26,15 +28,39 @@ from types import MappingProxyType
 
 from safetensors import safe_open
 
+from imagelab.diffusion.jobs import NO_STYLE
 from imagelab.diffusion.lora import LORA_ADAPTER_METADATA_KEY
 from imagelab.diffusion.lora_fit import lora_factor_shapes, lora_misfits
+from imagelab.validation import InvalidValue
 from imagelab.weights_io import sha256_of
 
 ADAPTER_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SUFFIX = ".safetensors"
+# The server's override of the archive's `adapters_folder`; the training job's
+# --publish-adapter writes to the same folder by default (training/publish.py).
+ADAPTERS_DIR_ENV = "IMAGELAB_ADAPTERS_DIR"
 # PEFT names of folder adapters: '-' never appears in an archived adapter's name ([a-z0-9_]+),
 # so a folder style can never replace an archived one inside the model.
 PEFT_PREFIX = "folder-"
+
+
+def adapter_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a folder style's name, or None when it can: the one rule for the
+    folder and for the training job that publishes into it."""
+    if not ADAPTER_NAME.fullmatch(name):
+        return f"the name must match [A-Za-z0-9_-]{{1,64}} before {SUFFIX}"
+    if name.lower() == NO_STYLE:  # requests ask for it in any case; it is the base model
+        return f"the name {name!r} is reserved for the base model"
+    return None
+
+
+class StyleUnavailable(InvalidValue):
+    """A folder style accepted when its request was decoded but gone, refused or vanishing
+    while loading when its batch ran: that request's 400, not a fault of the batch."""
+
+    def __init__(self, style: str, reason: str):
+        super().__init__("style", f"style {style!r} cannot be used any more: {reason}")
+        self.style = style
 
 
 @dataclass(frozen=True)
@@ -135,9 +161,9 @@ class AdapterFolder:
 
     def _look_at(self, entry: os.DirEntry) -> tuple[tuple | None, str]:
         """(real path, size, mtime_ns) of a file the folder may serve, or (None, why not)."""
-        stem = entry.name[: -len(SUFFIX)]
-        if not ADAPTER_NAME.fullmatch(stem):
-            return None, f"{entry.name}: the name must match [A-Za-z0-9_-]{{1,64}} before {SUFFIX}"
+        problem = adapter_name_problem(entry.name[: -len(SUFFIX)])
+        if problem is not None:
+            return None, f"{entry.name}: {problem}"
         real = Path(os.path.realpath(entry.path))
         if not real.is_relative_to(Path(os.path.realpath(self.root))):
             return None, f"{entry.name}: a symlink to outside the adapters folder is refused"
@@ -214,10 +240,34 @@ class OnDemandAdapters:
         self._drop(stale)
 
     def ensure(self, style: str) -> str:
-        """Load `style` if needed (evicting the least recently used); returns its PEFT name."""
+        """Load `style` if needed (evicting the least recently used); returns its PEFT name.
+
+        StyleUnavailable when the style's file was removed or turned unusable since its request
+        was accepted, or vanishes while loading (the folder is then re-listed at once)."""
         info = self.usable.get(style)
         if info is None:
-            raise KeyError(f"style {style!r} is not in the adapters folder {self.folder.root}")
+            raise self._unavailable(style)
+        try:
+            return self._ensure(style, info)
+        except StyleUnavailable:
+            raise
+        except Exception:
+            # diffusers reads the whole file before it adds any layer, so a failed load leaves
+            # nothing in the model. Did the file change under it? Then it is the request's
+            # problem (or, replaced by a usable file, one more try); else a real fault.
+            self.folder.refresh(force=True)
+            current = self.folder.usable.get(style)
+            if current is None:
+                raise self._unavailable(style) from None
+            if current.sha256 == info.sha256:
+                raise
+            return self._ensure(style, current)
+
+    def _unavailable(self, style: str) -> StyleUnavailable:
+        refusal = self.folder.refusal_for(style)
+        return StyleUnavailable(style, refusal or "its file is no longer in the adapters folder")
+
+    def _ensure(self, style: str, info: AdapterInfo) -> str:
         held = self.loaded.get(style)
         if held is not None and held.sha256 == info.sha256:
             self.loaded.move_to_end(style)

@@ -17,7 +17,7 @@ comes from one torch.Generator per image.
 """
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -33,11 +33,16 @@ def _span_rows(spans: Sequence[tuple[int, int]], num_images: int, batch_rows: in
 
 
 @contextlib.contextmanager
-def per_span_unet_calls(unet: torch.nn.Module, spans: Sequence[tuple[int, int]]) -> Iterator[None]:
+def per_span_unet_calls(
+    unet: torch.nn.Module,
+    spans: Sequence[tuple[int, int]],
+    on_rows: Callable[[torch.Tensor], None] | None = None,
+) -> Iterator[None]:
     """Within the block, `unet(...)` runs once per span and stitches the outputs together.
 
     `spans` are [start, stop) image rows (the engine passes one per image), covering
-    0..num_images in order.
+    0..num_images in order. `on_rows(rows)` hears which rows of the pipeline's UNet batch each
+    call computes, before it runs (mixed_lora.MixedLoraRows.select_rows).
     """
     num_images = spans[-1][1]
     unet_forward = unet.forward
@@ -49,6 +54,8 @@ def per_span_unet_calls(unet: torch.nn.Module, spans: Sequence[tuple[int, int]])
         noise_pred = torch.empty_like(sample)
         for rows in _span_rows(spans, num_images, batch_rows):
             rows = rows.to(sample.device)
+            if on_rows is not None:
+                on_rows(rows)
             job_timestep = timestep
             if torch.is_tensor(timestep) and timestep.ndim > 0 and timestep.shape[0] == batch_rows:
                 job_timestep = timestep[rows]

@@ -25,8 +25,10 @@ from diffusers import (  # noqa: E402
     LCMScheduler,
     StableDiffusionPipeline,
 )
+from peft.tuners.lora import LoraLayer  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from imagelab.cancellation import JobCancelled  # noqa: E402
 from imagelab.deadline import Deadline  # noqa: E402
 from imagelab.diffusion.adapters import OnDemandAdapters  # noqa: E402
 from imagelab.diffusion.batching import per_span_unet_calls  # noqa: E402
@@ -45,6 +47,7 @@ from imagelab.diffusion.jobs import (  # noqa: E402
     group_jobs,
     group_key,
 )
+from imagelab.diffusion.mixed_lora import AdapterSet, MixedLoraRows  # noqa: E402
 from imagelab.validation import check_choice  # noqa: E402
 
 SCHEDULERS = {
@@ -55,6 +58,8 @@ SCHEDULERS = {
 }
 
 OnStep = Callable[[int, int, int], None]  # (job_index, step 1..of, of)
+# The same, plus that job's rows of the latents after the step, (k, C, h, w): a view, not a copy.
+OnLatents = Callable[[int, int, int, torch.Tensor], None]
 
 
 def load_pipeline(model_dir: Path, device: str, torch_dtype: torch.dtype) -> StableDiffusionPipeline:
@@ -178,7 +183,12 @@ class DiffusionEngine:
                 raise PromptTooLongError(field_name, token_count, self.max_prompt_tokens)
 
     def generate(
-        self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None, deadline: Deadline | None = None
+        self,
+        jobs: Sequence[GenerationJob],
+        on_step: OnStep | None = None,
+        deadline: Deadline | None = None,
+        *,
+        on_latents: OnLatents | None = None,
     ) -> list[GenerationResult]:
         """Run `jobs` and return one result per job, in order; raise if any job fails.
 
@@ -188,26 +198,35 @@ class DiffusionEngine:
         jobs = list(jobs)
         for index, job in enumerate(jobs):
             self._validate_in_batch(job, index, len(jobs))
-        outcomes = self.generate_each(jobs, on_step, deadline)
+        outcomes = self.generate_each(jobs, on_step, deadline, on_latents=on_latents)
         for outcome in outcomes:
             if isinstance(outcome, Exception):
                 raise outcome
         return outcomes
 
     def generate_each(
-        self, jobs: Sequence[GenerationJob], on_step: OnStep | None = None, deadline: Deadline | None = None
+        self,
+        jobs: Sequence[GenerationJob],
+        on_step: OnStep | None = None,
+        deadline: Deadline | None = None,
+        *,
+        on_latents: OnLatents | None = None,
     ) -> list[GenerationResult | Exception]:
         """Run `jobs`; per job, in order, its result or the exception that failed it.
 
         Jobs that agree on style and scale, steps, size, scheduler and guidance run as one
         pipeline call with one torch.Generator per image; each job still gets exactly the
         image it gets alone (batching.py). `on_step(job_index, step, of)` is called after
-        every denoising step for each job of the running group, steps counted from 1.
+        every denoising step for each job of the running group, steps counted from 1;
+        `on_latents(job_index, step, of, latents)`, when given, is called instead with that
+        job's rows of the latents (live previews, preview.py); without it no latent is touched.
 
         Failures stay where they happen: an invalid job fails alone (ValueError), an exception
         in a group's text encoding or denoising fails that group, one in a job's decode fails
         that job. `deadline` is checked before each group after the first (BudgetSpent with
         started=False), after each step and before each job's decode (started=True).
+        Either callback may raise JobCancelled (imagelab/cancellation.py) to stop its job: the
+        job's outcome is that exception, and a group whose jobs are all cancelled stops at once.
         """
         jobs = list(jobs)
         if self.on_demand is not None:
@@ -220,7 +239,8 @@ class DiffusionEngine:
                 runnable.append(index)
             except ValueError as error:
                 outcomes[index] = error
-        groups = group_jobs([jobs[i] for i in runnable])
+        mix_styles = self.settings.mixes_styles and self._has_adapters
+        groups = group_jobs([jobs[i] for i in runnable], mix_styles)
         for position, members in enumerate(groups.values()):
             indices = [runnable[m] for m in members]
             try:
@@ -228,7 +248,8 @@ class DiffusionEngine:
                     # The first group always runs: the budget bounds how long a batch goes
                     # on, while refusing work that cannot fit is admission's job (cost.py).
                     deadline.check(f"group {position + 1} of {len(groups)}", started=False)
-                group_outcomes = self._run_group(indices, [jobs[i] for i in indices], on_step, deadline)
+                run = self._run_mixed_styles if mix_styles else self._run_group
+                group_outcomes = run(indices, [jobs[i] for i in indices], on_step, deadline, on_latents)
             except Exception as error:  # this group only; the next may still run
                 group_outcomes = [error] * len(indices)
             for index, outcome in zip(indices, group_outcomes):
@@ -243,30 +264,96 @@ class DiffusionEngine:
                 error.add_note(f"in job {index} of {count}")
             raise
 
+    def _run_mixed_styles(
+        self,
+        indices: list[int],
+        jobs: list[GenerationJob],
+        on_step: OnStep | None,
+        deadline: Deadline | None,
+        on_latents: OnLatents | None = None,
+    ) -> list[GenerationResult | Exception]:
+        """Jobs that may differ in style and scale: one pipeline call, each UNet row with its
+        job's adapters (mixed_lora.py), or the fused path when they all want the same ones.
+        A job whose adapter cannot be had (a folder file gone) fails alone."""
+        outcomes: list[GenerationResult | Exception | None] = [None] * len(jobs)
+        wanted: dict[int, AdapterSet] = {}
+        for position, job in enumerate(jobs):
+            try:
+                wanted[position] = self._adapter_set(job.active_style, job.style_scale, job.scheduler)
+            except Exception as error:  # this job only
+                outcomes[position] = error
+        loaded = set().union(*self.pipe.get_list_adapters().values())
+        together = len(set(wanted.values())) > 1 and all(n in loaded for a in wanted.values() for n, _ in a)
+        # Apart (folder LoRAs evicted by each other's loading, past the LRU's bound): per style.
+        parts = [list(wanted)] if together or len(set(wanted.values())) <= 1 else []
+        if not parts:
+            for adapters in dict.fromkeys(wanted.values()):
+                parts.append([p for p, a in wanted.items() if a == adapters])
+        for part in parts:
+            part_adapters = [wanted[p] for p in part] if together else None
+            try:
+                part_outcomes = self._run_group(
+                    [indices[p] for p in part], [jobs[p] for p in part], on_step, deadline, on_latents, part_adapters
+                )
+            except Exception as error:  # this call only
+                part_outcomes = [error] * len(part)
+            for p, outcome in zip(part, part_outcomes):
+                outcomes[p] = outcome
+        return outcomes
+
+    def _adapter_set(self, style: str, style_scale: float, scheduler: str) -> AdapterSet:
+        """The PEFT adapters and weights of a style at a scale under a scheduler."""
+        adapters = []
+        if style != NO_STYLE:
+            archived = style in self.settings.adapters
+            # A folder style is loaded now if it is not yet: between pipeline calls.
+            adapters.append((style if archived else self.on_demand.ensure(style), float(style_scale)))
+        if scheduler == "lcm":
+            adapters.append((LCM_ADAPTER_NAME, 1.0))
+        return tuple(adapters)
+
+    def _set_adapters(self, adapters: AdapterSet) -> None:
+        """Activate `adapters` on the UNet's and text encoder's PEFT layers (unfused)."""
+        if adapters:
+            self.pipe.enable_lora()
+            self.pipe.set_adapters([n for n, _ in adapters], adapter_weights=[w for _, w in adapters])
+        else:
+            self.pipe.disable_lora()  # the exact base model, not a zero-weighted sum
+
     def _activate_adapters(self, key: GroupKey) -> float:
         """Set the group's adapters; returns the seconds a fused-weights swap took."""
         if not self._has_adapters:
             return 0.0
-        names, weights = [], []
-        if key.style != NO_STYLE:
-            archived = key.style in self.settings.adapters
-            # A folder style is loaded now if it is not yet: between pipeline calls.
-            names.append(key.style if archived else self.on_demand.ensure(key.style))
-            weights.append(key.style_scale)
-        if key.scheduler == "lcm":
-            names.append(LCM_ADAPTER_NAME)
-            weights.append(1.0)
-        if names:
-            self.pipe.enable_lora()
-            self.pipe.set_adapters(names, adapter_weights=weights)
-            return self.fuser.fuse(tuple(names), tuple(weights)) if self.fuser else 0.0
-        self.pipe.disable_lora()  # the exact base model, not a zero-weighted sum
+        adapters = self._adapter_set(key.style, key.style_scale, key.scheduler)
+        self._set_adapters(adapters)
+        if adapters:
+            names, weights = zip(*adapters)
+            return self.fuser.fuse(names, weights) if self.fuser else 0.0
         return self.fuser.restore() if self.fuser else 0.0
 
-    def _encode_prompts(self, jobs: list[GenerationJob], guided: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per job, so no prompt's embedding depends on its neighbours' (batching.py)."""
+    @contextlib.contextmanager
+    def _unet_calls(self, image_spans: list[tuple[int, int]] | None, mixed: MixedLoraRows | None):
+        """How the pipeline's UNet calls run: per image span (batch invariance, batching.py)
+        or once for the batch; with `mixed`, each row with its own LoRAs on the base weights."""
+        if mixed is None:
+            with per_span_unet_calls(self.pipe.unet, image_spans) if image_spans else contextlib.nullcontext():
+                yield
+            return
+        self.pipe.unet.disable_lora()  # the PEFT layers give the base output; mixed adds the rows' deltas
+        spans = image_spans or [(0, mixed.num_images)]
+        with mixed.active(), per_span_unet_calls(self.pipe.unet, spans, mixed.select_rows):
+            yield
+
+    def _encode_prompts(
+        self, jobs: list[GenerationJob], guided: bool, job_adapters: list[AdapterSet] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per job, so no prompt's embedding depends on its neighbours' (batching.py); with
+        `job_adapters` (a mixed-style call) each under its own style's text-encoder LoRA."""
         positive, negative = [], []
-        for job in jobs:
+        text_lora = job_adapters is not None and any(isinstance(m, LoraLayer) for m in self.pipe.text_encoder.modules())
+        for position, job in enumerate(jobs):
+            if text_lora:
+                self._set_adapters(job_adapters[position])
             prompt_embeds, negative_embeds = self.pipe.encode_prompt(
                 job.prompt, self.pipe.device, job.num_images, guided, job.negative_prompt
             )
@@ -275,16 +362,31 @@ class DiffusionEngine:
         return torch.cat(positive), torch.cat(negative) if guided else None
 
     def _run_group(
-        self, indices: list[int], jobs: list[GenerationJob], on_step: OnStep | None, deadline: Deadline | None
+        self,
+        indices: list[int],
+        jobs: list[GenerationJob],
+        on_step: OnStep | None,
+        deadline: Deadline | None,
+        on_latents: OnLatents | None = None,
+        job_adapters: list[AdapterSet] | None = None,
     ) -> list[GenerationResult | Exception]:
-        """One pipeline call for jobs of one GroupKey; decodes per job, each failing alone."""
+        """One pipeline call for jobs of one GroupKey; decodes per job, each failing alone.
+        `job_adapters` (a mixed-style call): each job's adapters, applied to its UNet rows."""
         key = group_key(jobs[0])
-        swap_s = self._activate_adapters(key)
+        mixed = None
+        if job_adapters is None:
+            swap_s = self._activate_adapters(key)
+        else:  # unfused: the base weights while rows mix
+            swap_s = self.fuser.restore() if self.fuser else 0.0
+            image_adapters = [adapters for job, adapters in zip(jobs, job_adapters) for _ in job.seeds]
+            mixed = MixedLoraRows(self.pipe.unet, image_adapters)
+        # Between groups: the compiled UNet once built, only with plain layers (fused or no LoRA).
+        self.fast_path.begin_group(plain=mixed is None and (self.fuser is not None or not self._has_adapters))
         start_s = time.perf_counter()
         self.pipe.scheduler = SCHEDULERS[key.scheduler].from_config(self._scheduler_config)
         guided = key.guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
         with torch.inference_mode():
-            prompt_embeds, negative_embeds = self._encode_prompts(jobs, guided)
+            prompt_embeds, negative_embeds = self._encode_prompts(jobs, guided, job_adapters)
         encoded_s = time.perf_counter()
 
         spans, stop = [], 0
@@ -294,10 +396,29 @@ class DiffusionEngine:
         # CPU generators: the same seed gives the same starting noise on every device.
         generators = [torch.Generator("cpu").manual_seed(seed) for job in jobs for seed in job.seeds]
 
+        # A job whose callback raises JobCancelled gets no more callbacks. Its rows cannot leave
+        # the running UNet call, so while a neighbour lives they are denoised on and dropped
+        # (answered JobCancelled, not decoded); once every job is cancelled the call stops.
+        cancelled: dict[int, JobCancelled] = {}
+
         def step_callback(pipe, step_index, timestep, callback_kwargs):
-            if on_step is not None:
+            if on_latents is not None:
+                # diffusers passes the latents before the guidance doubling: one row per image.
+                for job_index, (a, b) in zip(indices, spans):
+                    try:
+                        if job_index not in cancelled:
+                            on_latents(job_index, step_index + 1, pipe.num_timesteps, callback_kwargs["latents"][a:b])
+                    except JobCancelled as stop:
+                        cancelled[job_index] = stop
+            elif on_step is not None:
                 for job_index in indices:
-                    on_step(job_index, step_index + 1, pipe.num_timesteps)
+                    try:
+                        if job_index not in cancelled:
+                            on_step(job_index, step_index + 1, pipe.num_timesteps)
+                    except JobCancelled as stop:
+                        cancelled[job_index] = stop
+            if len(cancelled) == len(indices):
+                raise next(iter(cancelled.values()))  # the whole group: generate_each answers it
             if deadline is not None:
                 done = step_index + 1
                 deadline.check(f"step {done + 1} of {pipe.num_timesteps}" if done < pipe.num_timesteps else "decoding")
@@ -306,7 +427,7 @@ class DiffusionEngine:
         # One UNet call per image, so no image depends on what shares the call (batching.py).
         invariant = self.settings.batch_invariant and stop > 1
         image_spans = [(row, row + 1) for row in range(stop)]
-        with per_span_unet_calls(self.pipe.unet, image_spans) if invariant else contextlib.nullcontext():
+        with self._unet_calls(image_spans if invariant else None, mixed):
             latents = self.pipe(
                 prompt_embeds=prompt_embeds,
                 negative_prompt_embeds=negative_embeds,
@@ -321,7 +442,10 @@ class DiffusionEngine:
         denoised_s = time.perf_counter()
 
         outcomes = []
-        for job, (a, b) in zip(jobs, spans):
+        for job_index, job, (a, b) in zip(indices, jobs, spans):
+            if job_index in cancelled:
+                outcomes.append(cancelled[job_index])
+                continue
             try:
                 if deadline is not None:
                     deadline.check("decoding")
@@ -349,6 +473,8 @@ class DiffusionEngine:
                     timings_ms=timings_ms,
                     batch_images=stop,
                     vae_fp32_retries=sum(retried for _, _, retried in decoded),
+                    batch_styles=mixed.distinct if mixed else 0,
+                    unet_calls=mixed.unet_calls if mixed else 0,
                 )
             )
         return outcomes

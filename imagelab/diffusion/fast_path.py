@@ -3,20 +3,35 @@
 dtype: fp16 on CUDA, bf16 where the CPU multiplies bf16 natively (AMX or AVX512-BF16), fp32
 elsewhere (imagelab.devices.resolve_dtype); the UNet and VAE run channels_last (oneDNN's
 preferred layout for convolutions). Optionally `torch.compile` (inductor) in a background
-thread: the worker is ready at once on the eager path and switches to the compiled one between
-groups when it is built, so start-up never waits minutes past startupTimeout. Inductor's
-compiled artefacts are cached on disk under a directory keyed by what invalidates them
-(torch version, dtype, CPU flags, shape buckets), so a restart loads instead of recompiling.
+thread: the worker is ready at once on the eager path ("compiling in background, eager until
+ready" in the log) and switches to the compiled one between groups once it is built
+(`switch_over`, called by the engine before each group), so start-up never waits past
+startupTimeout and one job never mixes the two paths. The compile thread runs at a low CPU
+priority (nice, inherited by inductor's compile workers) so serving keeps the cores.
 
-Freezing (weights folded into the graph as constants, which lets oneDNN prepack them) is used
-only when the UNet never changes its weights: fused LoRA swaps (fuse.py) write the weights in
-place, which a frozen graph would not see.
+Why compiling was slow, and the cache: with freezing, inductor prepacks the weights as mkldnn
+tensors, which its FX-graph cache cannot pickle ("Bypassing FX Graph Cache because 'mkldnn
+tensors unpickleable'"), so every start compiled from scratch, once per UNet row count (static
+shapes). Without freezing the FX-graph and AOTAutograd caches, kept on disk under a directory
+keyed by what invalidates them (torch version, dtype, CPU flags, shape buckets, freezing; see
+`CompileKey`), let a restart skip inductor's code generation and C++ builds; dynamo still
+re-traces the Python, which is what a warm start costs. Freezing also could not see a fused
+LoRA swap (fuse.py writes the weights in place), so it is only allowed when the weights never
+change, and it is off by default (`FREEZE_FIXED_WEIGHTS`; loadtests/bench/sd15_fast_path.py).
+
+What is compiled: a plain twin of the UNet (`plain_twin`: PEFT LoRA layers replaced by their
+base layers, the same weight tensors), so the graph computes what a fused group computes, sees
+each in-place swap, and no change the engine makes to the served UNet's PEFT flags or hooks
+fails a dynamo guard. Groups with unfused or per-row LoRA layers run eager (`begin_group`), and
+a guard that fails anyway runs eager too (stance "eager_on_recompile"): the serving thread never
+recompiles.
 
 Shapes: requests come in any multiple of 8 from 64 to 1024 px; compiling each would be a
 recompile storm, so the compiled path is used for the bucket sizes it was built for
 (`SHAPE_BUCKETS_PX`, square, UNet rows 1 and 2) and the eager path serves the rest.
 """
 
+import copy
 import hashlib
 import json
 import logging
@@ -32,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 SHAPE_BUCKETS_PX = (512,)  # SD 1.5's native size; the tiny model uses its own native size
 UNET_ROWS = (1, 2)  # unguided (LCM) and guided (classifier-free guidance) per job
+# Freezing (weights as graph constants, prepacked for oneDNN) when the weights never change:
+# off: its graphs are never cached, so every restart pays the whole compile (loadtests/bench/
+# sd15_fast_path.py measures whether its speed-up is worth that).
+FREEZE_FIXED_WEIGHTS = False
+COMPILE_NICENESS = 15  # the compile thread's nice value (serving threads keep 0)
 CACHE_ROOT = Path(os.environ.get("IMAGELAB_CACHE", Path.home() / ".cache" / "imagelab")) / "inductor"
 
 
@@ -83,7 +103,7 @@ class FastPathState:
 
     dtype: str
     channels_last: bool
-    compile: str  # "off", "compiling", "ready" or "failed: ..."
+    compile: str  # "off", "compiling", "built" (switching at the next group), "ready", "failed: ..."
     freezing: bool = False
     compile_s: float | None = None
     cache_dir: str | None = None
@@ -92,21 +112,52 @@ class FastPathState:
     eager_calls: int = 0
 
 
-def inductor_compile(function, freezing: bool, cache_dir: Path):
-    """torch.compile with inductor, its FX-graph cache under `cache_dir`."""
+def inductor_compile(function, freezing: bool, cache_dir: Path, dynamic: bool = False):
+    """torch.compile with inductor, its FX-graph and AOTAutograd caches under `cache_dir` (a
+    restart hits them unless `freezing`: frozen graphs hold mkldnn tensors, never cached)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)  # read when inductor first caches
+    import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = freezing
     inductor_config.fx_graph_cache = True
-    return torch.compile(function, backend="inductor", dynamic=False)
+    functorch_config.enable_autograd_cache = True
+    return torch.compile(function, backend="inductor", dynamic=dynamic)
+
+
+def lower_thread_priority(niceness: int | None = None) -> None:
+    """Make the calling thread (and the processes and threads it starts) yield the CPU to the
+    serving threads; Linux keeps a nice value per thread."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPILE_NICENESS if niceness is None else niceness)
+    except (AttributeError, OSError):  # not Linux, or not allowed: compile at normal priority
+        logger.warning("could not lower the compile thread's priority")
+
+
+def plain_twin(module: torch.nn.Module) -> torch.nn.Module:
+    """A structural copy of `module` that shares every parameter and buffer tensor, with each
+    PEFT LoRA layer replaced by (a twin of) its base layer: what the fused path computes, since
+    fuse.py writes the fused weights into those base layers in place. Its own module dicts and
+    hook dicts, so what the engine does to the served UNet's PEFT flags and hooks between and
+    during groups never changes what is compiled (no dynamo guard fails, no recompile)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if isinstance(module, BaseTunerLayer):
+        return plain_twin(module.get_base_layer())
+    twin = copy.copy(module)  # shares _parameters and _buffers (the same tensors)
+    twin.__dict__.pop("forward", None)  # an instance-level wrapper (ours, batching.py's) stays behind
+    for name, value in module.__dict__.items():
+        if name.endswith("hooks") and isinstance(value, dict):
+            twin.__dict__[name] = type(value)(value)
+    twin._modules = {name: None if child is None else plain_twin(child) for name, child in module._modules.items()}
+    return twin
 
 
 class UNetFastPath:
     """Puts the UNet channels_last and, with `compile_unet`, builds a compiled twin in a
-    background thread; from then on each UNet call of a compiled shape goes through it (the
-    dispatch is the UNet's own `forward`, so the pipeline and batching.py need not know)."""
+    background thread; after `switch_over` each UNet call of a compiled shape goes through it
+    (the dispatch is the UNet's own `forward`, so the pipeline and batching.py need not know)."""
 
     def __init__(
         self,
@@ -120,8 +171,10 @@ class UNetFastPath:
     ):
         self.unet = unet.to(memory_format=torch.channels_last)
         self.device = device
-        self.compiled = None
-        freezing = not weights_change
+        self.compiled = None  # set by the compile thread when built and warmed
+        self.active = None  # what the dispatch uses: `compiled` once switched over
+        self.plain = True  # the UNet's layers are what was compiled (begin_group)
+        freezing = FREEZE_FIXED_WEIGHTS and not weights_change
         latent_sides = tuple(sorted({px // vae_scale_factor for px in bucket_px}))
         self.key = compile_key(unet.dtype, device, latent_sides, freezing)
         self.state = FastPathState(
@@ -134,42 +187,73 @@ class UNetFastPath:
             self.state.cache_dir = str(self.key.cache_dir())
             self.state.buckets_px = tuple(side * vae_scale_factor for side in latent_sides)
             self._eager_forward = unet.forward  # the class's bound method
+            self._twin = plain_twin(unet)
             unet.forward = self._dispatch
             self._thread = threading.Thread(target=self._build, args=(compiler,), name="unet-compile", daemon=True)
             self._thread.start()
-        logger.info("UNet path: %s", self.describe())
+            logger.info(
+                "UNet path: compiling in background, eager until ready (buckets %s px, cache %s): %s",
+                self.state.buckets_px,
+                self.state.cache_dir,
+                self.describe(),
+            )
+        else:
+            logger.info("UNet path: eager (compile_unet off): %s", self.describe())
 
     def _build(self, compiler) -> None:
+        lower_thread_priority()
         started = time.perf_counter()
         try:
-            compiled = compiler(self._eager_forward, self.state.freezing, self.key.cache_dir())
+            compiled = compiler(self._twin.forward, self.state.freezing, self.key.cache_dir())
             config = self.unet.config
-            with torch.inference_mode():
+            # no_grad, as the pipeline calls the UNet (inference_mode would make tensors whose
+            # guards the served calls fail: those would then run eager).
+            with torch.no_grad():
                 for rows, height, width in self.key.shapes:  # warm every bucket before switching
                     sample = torch.zeros((rows, config.in_channels, height, width), dtype=self.unet.dtype)
+                    sample = sample.to(self.device, memory_format=torch.channels_last)
                     context = torch.zeros((rows, 77, config.cross_attention_dim), dtype=self.unet.dtype)
                     timestep = torch.tensor([500], device=self.device)
-                    compiled(sample.to(self.device), timestep, context.to(self.device), return_dict=False)
+                    compiled(sample, timestep, context.to(self.device), return_dict=False)
             self.state.compile_s = round(time.perf_counter() - started, 1)
-            self.compiled = compiled  # one reference assignment: the next UNet call may use it
-            self.state.compile = "ready"
-            logger.info("UNet path: compiled in %.0f s, switched over: %s", self.state.compile_s, self.describe())
+            self.compiled = compiled  # one reference assignment: the next switch_over takes it
+            self.state.compile = "built"
+            logger.info("UNet path: compiled in %.0f s; the next group runs compiled", self.state.compile_s)
         except Exception as error:  # the eager path keeps serving
             self.state.compile = f"failed: {type(error).__name__}: {str(error)[:200]}"
             logger.exception("UNet compile failed; serving on the eager path")
 
+    def switch_over(self) -> bool:
+        """Take the compiled UNet if it has been built; True once compiled."""
+        if self.active is None and self.compiled is not None:
+            self.active = self.compiled
+            self.state.compile = "ready"
+            logger.info("UNet path: switched over to the compiled UNet: %s", self.describe())
+        return self.active is not None
+
+    def begin_group(self, plain: bool) -> None:
+        """Before each group (engine.py): switch over if built, and use the compiled UNet for
+        this group only if its layers are `plain` (LoRA fused into the weights or absent).
+        Unfused PEFT layers or per-row LoRA hooks would make dynamo recompile (minutes on the
+        serving thread); those groups run eager."""
+        self.switch_over()
+        self.plain = plain
+
     def wait(self, timeout_s: float | None = None) -> bool:
-        """Block until the background compile ended (tests, benchmarks); True if it is ready."""
+        """Block until the background compile ended (tests, benchmarks), then switch over; True
+        if compiled."""
         thread = getattr(self, "_thread", None)
         if thread is not None:
             thread.join(timeout_s)
-        return self.compiled is not None
+        return self.switch_over()
 
     def _dispatch(self, sample, timestep, encoder_hidden_states, *args, **kwargs):
-        compiled = self.compiled
-        if compiled is not None and not args and tuple(sample.shape[:1]) + tuple(sample.shape[2:]) in self.key.shapes:
+        active = self.active
+        shape = (sample.shape[0], *sample.shape[2:])
+        if active is not None and self.plain and not args and shape in self.key.shapes:
             self.state.compiled_calls += 1
-            return compiled(sample, timestep, encoder_hidden_states, **kwargs)
+            with torch.compiler.set_stance("eager_on_recompile"):  # never minutes on the serving thread
+                return active(sample, timestep, encoder_hidden_states, **kwargs)
         self.state.eager_calls += 1
         return self._eager_forward(sample, timestep, encoder_hidden_states, *args, **kwargs)
 

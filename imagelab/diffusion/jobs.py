@@ -16,6 +16,7 @@ from imagelab.validation import SEED_RANGE, InvalidValue, check_choice, check_in
 SCHEDULER_NAMES = ("ddim", "dpmpp", "euler_a", "lcm")
 DECODER_NAMES = ("full", "fast")  # the SD VAE, or TAESD (imagelab.diffusion.decoders)
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+MIXED_STYLE_MODES = ("auto", "on", "off")
 NO_STYLE = "none"
 LCM_ADAPTER_NAME = "lcm"
 
@@ -52,6 +53,13 @@ class DiffusionSettings:
     fuse_lora: bool = True
     # torch.compile the UNet in a background thread and switch over when built (fast_path.py).
     compile_unet: bool = False
+    # Jobs that differ only in style and style scale share one pipeline call, each UNet row
+    # with its own LoRAs (mixed_lora.py). auto: when batch_invariant is false (one UNet call
+    # for the group). With batch_invariant the UNet runs per image anyway, so mixing saves
+    # only adapter swaps and per-call overhead against the unfused LoRA cost every step; auto
+    # keeps the fused per-style groups there until loadtests/bench/mixed_styles.py shows
+    # otherwise (not yet measured on a quiet machine). on/off force it.
+    mixed_style_batches: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -71,6 +79,17 @@ class DiffusionSettings:
         object.__setattr__(self, "adapters", MappingProxyType(adapters))
         if self.lcm_adapter_path is not None:
             object.__setattr__(self, "lcm_adapter_path", Path(self.lcm_adapter_path))
+        if self.mixed_style_batches not in MIXED_STYLE_MODES:
+            raise ValueError(
+                f"mixed_style_batches must be one of {MIXED_STYLE_MODES}, got {self.mixed_style_batches!r}"
+            )
+
+    @property
+    def mixes_styles(self) -> bool:
+        """Whether jobs differing only in style share a pipeline call (mixed_style_batches)."""
+        if self.mixed_style_batches == "auto":
+            return not self.batch_invariant
+        return self.mixed_style_batches == "on"
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -121,7 +140,8 @@ class GenerationJob:
 
 
 class GroupKey(NamedTuple):
-    """What must match for jobs to share one pipeline call."""
+    """What must match for jobs to share one pipeline call. In mixed-style batches style is
+    ANY_STYLE and style_scale 0: each job brings its own (mixed_lora.py)."""
 
     style: str
     style_scale: float
@@ -133,17 +153,21 @@ class GroupKey(NamedTuple):
     decoder: str = "full"
 
 
-def group_key(job: GenerationJob) -> GroupKey:
-    style = job.active_style
-    scale = 0.0 if style == NO_STYLE else job.style_scale
+ANY_STYLE = "*"  # GroupKey.style of a group whose jobs may differ in style
+
+
+def group_key(job: GenerationJob, mix_styles: bool = False) -> GroupKey:
+    style = ANY_STYLE if mix_styles else job.active_style
+    scale = 0.0 if style in (NO_STYLE, ANY_STYLE) else job.style_scale
     return GroupKey(style, scale, job.steps, job.width, job.height, job.scheduler, job.guidance_scale, job.decoder)
 
 
-def group_jobs(jobs: list[GenerationJob]) -> dict[GroupKey, list[int]]:
-    """Job indices per group, groups in order of their first job."""
+def group_jobs(jobs: list[GenerationJob], mix_styles: bool = False) -> dict[GroupKey, list[int]]:
+    """Job indices per group, groups in order of their first job; with `mix_styles`, jobs
+    that differ only in style and style scale share a group."""
     groups: dict[GroupKey, list[int]] = {}
     for index, job in enumerate(jobs):
-        groups.setdefault(group_key(job), []).append(index)
+        groups.setdefault(group_key(job, mix_styles), []).append(index)
     return groups
 
 
@@ -157,6 +181,10 @@ class GenerationResult:
     timings_ms: dict[str, float]
     batch_images: int  # images made by the pipeline call this job ran in
     vae_fp32_retries: int = 0
+    # Mixed-style calls only (mixed_lora.py): the distinct styles (adapter sets) among the
+    # call's images and the UNet forward calls it made; 0 when the call had one style.
+    batch_styles: int = 0
+    unet_calls: int = 0
 
 
 class PromptTooLongError(InvalidValue):

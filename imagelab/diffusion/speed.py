@@ -73,8 +73,10 @@ def observe_generation(speed: SpeedModel, jobs: Sequence[GenerationJob], results
     """Fold each group's measured stage times into the rates. A group's jobs share its text and
     denoise times; a job's `decode` time counts its own decode and its predecessors' in the
     group (engine), so the group's last finished job times the decodes of the jobs up to it.
-    Failed jobs (no GenerationResult) time nothing."""
-    for key, indices in group_jobs(list(jobs)).items():
+    Failed jobs (no GenerationResult) time nothing. Jobs of a mixed-style call (batch_styles)
+    share one group whatever their styles, as the engine grouped them."""
+    mixed = any(isinstance(r, GenerationResult) and r.batch_styles for r in results)
+    for key, indices in group_jobs(list(jobs), mix_styles=mixed).items():
         finished = [p for p, i in enumerate(indices) if isinstance(results[i], GenerationResult)]
         if not finished:
             continue

@@ -1,77 +1,215 @@
-"""fast_style at 512x512: in-process TransformerNet throughput against throughput served by
-TorchServe at saturation, in the same run; batching on (batchSize 8, as shipped) against off
-(batchSize 1, a rebuilt archive); the worker's peak RSS while serving.
+"""fast_style at 512x512, in one run: in-process throughput of the fp32 eager network plus the
+server's codec work (the baseline) and of the network as the archive serves it (bf16 where the
+CPU has it natively), against throughput served by TorchServe at saturation with every process's
+CPU counted (clients, Java frontend, worker); the batching curve (batchSize x maxBatchDelay);
+thread variants; a per-request profile; GFLOP/s per core against the same-run matmul peaks.
 
-    python -m loadtests.bench.fast_style --out fast_style.json [--quick]
+    python -m loadtests.bench.fast_style --out fast_style.json [--quick] [--images 48] [--variants shipped,batch1]
 """
 
 import io
+import os
+import resource
 import threading
 import time
 
+import psutil
 import requests
 import skimage.data
 import torch
+import yaml
 from PIL import Image
 
+from archiver.capabilities import CAPABILITIES
 from handlers.common.images import encode_image
-from imagelab.fast_style.stylize import images_to_batch, stylize
+from imagelab.devices import resolve_dtype
+from imagelab.fast_style.stylize import batch_to_images, images_to_batch, inference_path, stylize
 from imagelab.fast_style.transformer_net import TransformerNet
-from loadtests.bench.measure import PeakRss, section_args, time_calls, write_results
-from loadtests.bench.serving import running_server, worker_pids
+from loadtests.bench.measure import PeakRss, count_flops, matmul_peak_gflops, section_parser, write_results
+from loadtests.bench.serving import frontend_metrics, frontend_pid, running_server, worker_pids
 
 SIDE_PX = 512
-SHIPPED_BATCH = 8
-IMAGES_PER_ROUND = 2 * SHIPPED_BATCH  # the same images per measurement with batching on or off
+SHIPPED = yaml.safe_load(CAPABILITIES["fast_style"].config.read_text())
+SHIPPED_BATCH = SHIPPED["batchSize"]
+SHIPPED_DELAY_MS = SHIPPED["maxBatchDelay"]
+
+# Served variants: (name, model-config changes, config.properties overrides, environment,
+# concurrent clients). Saturation = twice as many clients as the batch holds; the 4-client
+# points leave a batch of 8 under-filled, where maxBatchDelay is paid on every batch.
+VARIANTS = (
+    ("shipped", {}, {}, {}, 2 * SHIPPED_BATCH),
+    ("batch1", {"batchSize": 1}, {}, {}, 2),
+    ("batch4", {"batchSize": 4}, {}, {}, 8),
+    ("batch8_4clients", {}, {}, {}, 4),
+    ("batch8_delay200_4clients", {"maxBatchDelay": 200}, {}, {}, 4),
+    ("netty1", {}, {"number_of_netty_threads": "1", "netty_client_threads": "1"}, {}, 2 * SHIPPED_BATCH),
+    ("omp_passive", {}, {}, {"OMP_WAIT_POLICY": "PASSIVE"}, 2 * SHIPPED_BATCH),
+)
+QUICK_VARIANTS = ("shipped", "batch1")
 
 
 def photo_512() -> Image.Image:
     return Image.fromarray(skimage.data.astronaut())  # 512x512 RGB
 
 
-def in_process(runs: int) -> dict:
-    """Images/s of the network alone at batch 8 and 1, and the per-image codec cost the server
-    adds around it (JPEG decode, PNG encode), all with this process's torch threads."""
-    torch.manual_seed(0)
-    model = TransformerNet().eval()
-    photo = photo_512()
-    results = {}
-    for batch_size in (SHIPPED_BATCH, 1):
-        batch = images_to_batch([photo] * batch_size)  # (B, 3, 512, 512)
-        timing = time_calls(lambda batch=batch: stylize(model, batch), runs)
-        results[f"batch{batch_size}"] = {"timing": timing, "images_per_s": batch_size / timing.median_s}
+def photo_jpeg() -> bytes:
     buffer = io.BytesIO()
-    photo.save(buffer, format="JPEG", quality=90)
-    jpeg = buffer.getvalue()
+    photo_512().save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
 
-    def codec():
-        image = Image.open(io.BytesIO(jpeg)).convert("RGB")
-        encode_image(image, "png", 90)
 
-    results["codec_s_per_image"] = time_calls(codec, 5).median_s
+def served_network() -> tuple:
+    """-> (TransformerNet as the shipped archive runs it, its dtype name): the handler's
+    choices (FastStyleSettings: dtype auto, channels_last only when not batch_invariant)."""
+    settings = SHIPPED.get("handler") or {}
+    dtype = resolve_dtype(settings.get("dtype", "auto"), "cpu")
+    layout = torch.contiguous_format if settings.get("batch_invariant", True) else torch.channels_last
+    torch.manual_seed(0)
+    model = TransformerNet().eval().to(dtype=dtype, memory_format=layout)
+    return model, str(dtype).removeprefix("torch.")
+
+
+def timed_batches(model: TransformerNet, batch_size: int, runs: int) -> dict:
+    """Seconds per call of `stylize` on batch_size copies of the photo, after a batch-1 warm-up
+    (kernel selection; a full warm-up batch would double the cost of the slow fp32 rows)."""
+    photo = photo_512()
+    stylize(model, images_to_batch([photo]))
+    batch = images_to_batch([photo] * batch_size)  # (B, 3, 512, 512)
+    samples = []
+    for _ in range(runs):
+        cpu = time.process_time()
+        started = time.perf_counter()
+        stylize(model, batch)
+        samples.append((time.perf_counter() - started, time.process_time() - cpu))
+    wall = sorted(s for s, _ in samples)[len(samples) // 2]
+    return {
+        "batch_size": batch_size,
+        "runs": runs,
+        "median_s": wall,
+        "images_per_s": batch_size / wall,
+        "cpu_s_per_image": sum(c for _, c in samples) / runs / batch_size,
+    }
+
+
+def codec_s_per_image(runs: int = 5) -> dict:
+    """What the server does around the network for each image: JPEG decode to RGB, the
+    tensor conversions, PNG encode (compress_level as served) of the 512 px output."""
+    jpeg = photo_jpeg()
+    output = photo_512()
+
+    def decode():
+        Image.open(io.BytesIO(jpeg)).convert("RGB").load()
+
+    def tensors():
+        batch_to_images(images_to_batch([output]).float())
+
+    def encode():
+        encode_image(output, "png", 90)
+
+    costs = {}
+    for name, fn in (("jpeg_decode", decode), ("tensor_conversion", tensors), ("png_encode", encode)):
+        fn()
+        started = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        costs[name] = (time.perf_counter() - started) / runs
+    costs["total"] = sum(costs.values())
+    return costs
+
+
+def in_process(runs: int, batch_sizes: tuple) -> dict:
+    """The baseline (fp32 NCHW eager network + codec) and the served configuration, with this
+    process's torch threads and no clients beside them."""
+    torch.manual_seed(0)
+    baseline = TransformerNet().eval()
+    fast, dtype = served_network()
+    results = {
+        "served_dtype": dtype,
+        "served_path": inference_path(fast),
+        "codec_s": codec_s_per_image(),
+        "fp32": {f"batch{b}": timed_batches(baseline, b, runs) for b in batch_sizes},
+        "served_config": {f"batch{b}": timed_batches(fast, b, runs) for b in batch_sizes},
+    }
+    del baseline, fast
     return results
 
 
-def saturate(url: str, key: str, clients: int, requests_per_client: int) -> dict:
-    """`clients` threads each posting the photo `requests_per_client` times back to back; a
-    fixed count rather than a fixed time, so whole batches finish inside the measurement (at
-    batch 8 one batch takes many seconds here, and a time window would cut one in half)."""
-    buffer = io.BytesIO()
-    photo_512().save(buffer, format="JPEG", quality=90)
-    body = buffer.getvalue()
-    done, failed = [], []
+def png_levels(side_px: int = 2048) -> list:
+    """PNG encode seconds and bytes per compress_level for a stylised-looking large output
+    (the photo upscaled: real outputs compress less than flat synthetic images)."""
+    image = photo_512().resize((side_px, side_px), Image.Resampling.BICUBIC)
+    rows = []
+    for level in (0, 1, 3, 6):
+        started = time.perf_counter()
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=level)
+        rows.append({"level": level, "seconds": time.perf_counter() - started, "bytes": buffer.tell()})
+    return rows
+
+
+def flops_per_image() -> int:
+    model = TransformerNet().eval()
+    return count_flops(lambda: stylize(model, images_to_batch([photo_512()])))
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used between enter and exit by this process (the clients'
+    threads: the benchmark process does nothing else meanwhile but a memory sampler) and by
+    the given pids (frontend, worker)."""
+
+    def __init__(self, pids: dict):
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.used_s: dict = {}
+
+    @staticmethod
+    def _cpu(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def __enter__(self) -> "CpuMeter":
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self._start = {"clients": usage.ru_utime + usage.ru_stime}
+        self._start.update({name: self._cpu(p) for name, p in self.processes.items()})
+        return self
+
+    def __exit__(self, *exc) -> None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.used_s["clients"] = usage.ru_utime + usage.ru_stime - self._start["clients"]
+        for name, process in self.processes.items():
+            self.used_s[name] = self._cpu(process) - self._start[name]
+
+
+def saturate(url: str, key: str, clients: int, requests_per_client: int, profile: bool = False) -> dict:
+    """`clients` threads each posting the photo `requests_per_client` times back to back (a
+    fixed count rather than a fixed time, so whole batches finish inside the measurement).
+    profile: ask for JSON (base64 PNG plus metadata) to collect the handler's timings_ms."""
+    body = photo_jpeg()
+    fields = {"style": "candy", "max_side_px": str(SIDE_PX)}
+    if profile:
+        fields["response_format"] = "json"
+    latencies_s, failures, timings = [], [], []
+    lock = threading.Lock()
 
     def client():
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {key}"
         for _ in range(requests_per_client):
+            sent = time.perf_counter()
             answer = session.post(
                 f"{url}/predictions/fast_style",
                 files={"image": ("a.jpg", body, "image/jpeg")},
-                data={"style": "candy", "max_side_px": str(SIDE_PX)},
+                data=fields,
                 timeout=600,
             )
-            (done if answer.status_code == 200 else failed).append(time.perf_counter())
+            elapsed = time.perf_counter() - sent
+            with lock:
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+                    continue
+                latencies_s.append(elapsed)
+                if profile:
+                    document = answer.json()
+                    timings.append({**document["timings_ms"], "batch_size": document.get("batch_size")})
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -80,43 +218,87 @@ def saturate(url: str, key: str, clients: int, requests_per_client: int) -> dict
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    return {
+    latencies_s.sort()
+    result = {
         "clients": clients,
         "duration_s": elapsed,
-        "images": len(done),
-        "failures": len(failed),
-        "images_per_s": len(done) / elapsed,
+        "images": len(latencies_s),
+        "failures": len(failures),
+        "failure_statuses": {str(s): failures.count(s) for s in sorted(set(failures))},  # 503: admission split
+        "images_per_s": len(latencies_s) / elapsed,
+        "latency_s_p50": latencies_s[len(latencies_s) // 2] if latencies_s else None,
+        "latency_s_mean": sum(latencies_s) / len(latencies_s) if latencies_s else None,
+        "latency_s_max": latencies_s[-1] if latencies_s else None,
     }
-
-
-def served(batch_size: int, rounds: int) -> dict:
-    """A TorchServe with the fast_style archive rebuilt at this batchSize, saturated by twice
-    as many clients as the batch holds, so a full batch is always waiting."""
-    changes = None if batch_size == SHIPPED_BATCH else {"batchSize": batch_size}
-    clients = 2 * batch_size
-    with running_server(("fast_style",), changes) as server:
-        key = server.keys().inference
-        saturate(server.inference_url, key, clients=batch_size, requests_per_client=1)  # warm-up: one batch
-        pid = worker_pids(server, "fast_style")[0]
-        with PeakRss(pid) as rss:
-            result = saturate(
-                server.inference_url, key, clients, requests_per_client=IMAGES_PER_ROUND * rounds // clients
-            )
-        result["worker_peak_rss_mib"] = rss.peak_mib
-        result["batch_size"] = batch_size
+    if profile:
+        result["handler_timings_ms"] = timings
     return result
 
 
+def served(name: str, changes: dict, overrides: dict, environment: dict, clients: int, images: int) -> dict:
+    """A TorchServe with the fast_style archive rebuilt with `changes`, `clients` posting
+    `images` photos in all; CPU of clients, frontend and worker counted over the window."""
+    with running_server(("fast_style",), changes or None, overrides=overrides, environment=environment) as server:
+        key = server.keys().inference
+        batch = changes.get("batchSize", SHIPPED_BATCH)
+        saturate(server.inference_url, key, clients=batch, requests_per_client=1)  # warm-up: one batch
+        pid = worker_pids(server, "fast_style")[0]
+        before = frontend_metrics(server, "fast_style")
+        with PeakRss(pid) as rss, CpuMeter({"frontend": frontend_pid(server), "worker": pid}) as cpu:
+            result = saturate(server.inference_url, key, clients, requests_per_client=max(1, images // clients))
+        after = frontend_metrics(server, "fast_style")
+        if name == "shipped":
+            result["profile"] = saturate(server.inference_url, key, clients, 1, profile=True)
+            result["profile"]["frontend_metrics_delta"] = _delta(frontend_metrics(server, "fast_style"), after)
+    result.update(
+        name=name,
+        batch_size=batch,
+        max_batch_delay_ms=changes.get("maxBatchDelay", SHIPPED_DELAY_MS),
+        overrides=overrides,
+        environment=environment,
+        cpu_s=cpu.used_s,
+        frontend_metrics_delta=_delta(after, before),
+        worker_peak_rss_mib=rss.peak_mib,
+    )
+    return result
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
+
+
 def main() -> None:
-    args = section_args(__doc__.splitlines()[0])
-    runs, rounds = (1, 1) if args.quick else (3, 3)
-    results = {"side_px": SIDE_PX, "quick": args.quick}
+    parser = section_parser(__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, help="images per served measurement (default 48, quick 16)")
+    parser.add_argument("--variants", help=f"served variants, comma-separated, of {[v[0] for v in VARIANTS]}")
+    args = parser.parse_args()
+    runs = 1 if args.quick else 2
+    images = args.images or (16 if args.quick else 48)
+    batch_sizes = (SHIPPED_BATCH,)  # batch 1 and others: the served batching curve
+    results = {
+        "side_px": SIDE_PX,
+        "quick": args.quick,
+        "cores": len(os.sched_getaffinity(0)),
+        "shipped": {"batch_size": SHIPPED_BATCH, "max_batch_delay_ms": SHIPPED_DELAY_MS},
+    }
+    peak_s = 1.0 if args.quick else 2.0
+    results["matmul_peak"] = [matmul_peak_gflops(d, 2048, peak_s) for d in (torch.float32, torch.bfloat16)]
+    results["flops_per_image"] = flops_per_image()
+    results["png_levels_2048"] = png_levels()
     # In-process before and after serving: the machine is shared, so the spread between the
     # two says how much the load drifted while the servers ran.
-    results["in_process_before"] = in_process(runs)
-    results["served_batch8"] = served(SHIPPED_BATCH, rounds)
-    results["served_batch1"] = served(1, rounds)
-    results["in_process_after"] = in_process(runs)
+    results["in_process_before"] = in_process(runs, batch_sizes)
+    names = args.variants.split(",") if args.variants else QUICK_VARIANTS if args.quick else [v[0] for v in VARIANTS]
+    if "shipped" not in names:
+        parser.error("--variants must include shipped (the headline and the profile)")
+    results["served"] = {}
+    for name, changes, overrides, environment, clients in VARIANTS:
+        if name in names:
+            print(f"fast_style served: {name} ...", flush=True)
+            count = images if name == "shipped" else images * 2 // 3  # the headline gets the most
+            results["served"][name] = served(name, changes, overrides, environment, clients, count)
+            write_results(args.out, results)  # what a stopped run measured so far stays readable
+    results["in_process_after"] = in_process(runs, batch_sizes)
     write_results(args.out, results)
 
 

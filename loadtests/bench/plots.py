@@ -3,7 +3,10 @@ requirements.txt; without it the report says so and carries the same numbers in 
 
 from pathlib import Path
 
-from loadtests.bench.report import fast_style_numbers, sd_numbers
+from loadtests.bench.report import sd_numbers
+from loadtests.bench.report_mixed_styles import mixed_styles_plots
+from loadtests.bench.report_sd15_served import served_plots
+from loadtests.bench.style_report import style_plots
 
 
 def write_plots(results: dict, out_dir: Path) -> tuple:
@@ -25,14 +28,7 @@ def write_plots(results: dict, out_dir: Path) -> tuple:
         plt.close(fig)
         written.append(path)
 
-    if "fast_style" in results:
-        n = fast_style_numbers(results["fast_style"])
-        fig, ax = plt.subplots(figsize=(6, 3))
-        labels = ["in-process b8", "in-process b1", "in-process b8 + codec", "served b8", "served b1"]
-        ax.barh(labels, [n["in_b8"], n["in_b1"], n["with_codec"], n["served8"], n["served1"]])
-        ax.set_xlabel("images/s at 512x512")
-        ax.set_title("fast_style: in-process vs served")
-        save(fig, "fast_style_throughput")
+    style_plots(results, plt, save)  # fast_style and neural_style (style_report.py)
     if "sd15" in results:
         r = results["sd15"]
         fig, ax = plt.subplots(figsize=(6, 3))
@@ -47,6 +43,7 @@ def write_plots(results: dict, out_dir: Path) -> tuple:
         ax.set_title("SD 1.5 UNet vs the matmul peak")
         ax.legend()
         save(fig, "sd15_gflops")
+    served_plots(results, plt, save)  # sd15_served (report_sd15_served.py)
     if "locust_sweep" in results:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
         for model, c in results["locust_sweep"]["capabilities"].items():
@@ -64,4 +61,5 @@ def write_plots(results: dict, out_dir: Path) -> tuple:
         ax.set_xlabel("ms per request (whiskers: p10, p90)")
         ax.set_title("fast_style: TorchServe direct vs through the v2 front")
         save(fig, "oip_front_latency")
+    mixed_styles_plots(results, plt, save)  # mixed_styles (report_mixed_styles.py)
     return written, ""

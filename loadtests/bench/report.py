@@ -3,8 +3,17 @@ capability's numbers, each marked measured or extrapolated."""
 
 import math
 
+from loadtests.bench.report_mixed_styles import render_mixed_styles
+from loadtests.bench.report_sd15_served import render_sd15_served
+from loadtests.bench.style_report import (
+    fast_style_section,
+    fast_style_targets,
+    neural_style_section,
+    neural_style_targets,
+)
+from loadtests.bench.style_report import peak_gflops as _peak
+
 ANIMALS_TARGET_S = 25.0
-OVERHEAD_TARGET = 0.05
 BF16_PEAK_TARGET = 0.70
 
 
@@ -12,36 +21,6 @@ def _f(value, digits: int = 2, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:,.{digits}f}{unit}"
-
-
-def _peak(section: dict, dtype: str, which: str = "best_gflops") -> float:
-    """The best run is the peak; the median says how much the shared machine took from it."""
-    return next((p[which] for p in section.get("matmul_peak", []) if p["dtype"] == dtype), math.nan)
-
-
-def fast_style_numbers(r: dict) -> dict:
-    """In-process figures are the mean of the runs before and after serving."""
-    before, after = r["in_process_before"], r["in_process_after"]
-
-    def mean(key: str) -> float:
-        return (before[key]["images_per_s"] + after[key]["images_per_s"]) / 2
-
-    in_b8 = mean("batch8")
-    codec_s = (before["codec_s_per_image"] + after["codec_s_per_image"]) / 2
-    with_codec = 1.0 / (1.0 / in_b8 + codec_s)
-    served8 = r["served_batch8"]["images_per_s"]
-    return {
-        "in_b8": in_b8,
-        "in_b1": mean("batch1"),
-        "codec_s": codec_s,
-        "with_codec": with_codec,
-        "in_b8_before": before["batch8"]["images_per_s"],
-        "in_b8_after": after["batch8"]["images_per_s"],
-        "served8": served8,
-        "served1": r["served_batch1"]["images_per_s"],
-        "overhead": 1.0 - served8 / in_b8,
-        "overhead_vs_codec": 1.0 - served8 / with_codec,
-    }
 
 
 def sd_numbers(r: dict, dtype: str) -> dict:
@@ -73,13 +52,9 @@ def sd_numbers(r: dict, dtype: str) -> dict:
 def _targets(machine: dict, results: dict) -> list:
     lines = ["| target | measured here | gap | met? |", "|---|---|---|---|"]
     if "fast_style" in results:
-        n = fast_style_numbers(results["fast_style"])
-        lines.append(
-            f"| fast_style serving overhead <= 5 % of in-process throughput at saturation (512 px) "
-            f"| {n['overhead']:.0%} ({n['served8']:.2f} vs {n['in_b8']:.2f} images/s; {n['overhead_vs_codec']:.0%} "
-            f"against in-process network + codec) | {max(0.0, n['overhead'] - OVERHEAD_TARGET):.0%} points over "
-            f"| {'yes' if n['overhead'] <= OVERHEAD_TARGET else 'no'} |"
-        )
+        lines += fast_style_targets(machine, results["fast_style"])
+    if "neural_style" in results:
+        lines += neural_style_targets(results["neural_style"])
     if "sd15" in results:
         b = sd_numbers(results["sd15"], "bfloat16")
         native = machine.get("native_bf16")
@@ -102,35 +77,6 @@ def _targets(machine: dict, results: dict) -> list:
             f"| {'yes' if value <= ANIMALS_TARGET_S else 'no'} |"
         )
     return lines
-
-
-def _fast_style(r: dict) -> list:
-    n = fast_style_numbers(r)
-    b8, b1 = r["served_batch8"], r["served_batch1"]
-    return [
-        "## fast_style (512x512, full-size TransformerNet)",
-        "",
-        "| | images/s |",
-        "|---|---|",
-        f"| in-process network, batch 8 (before serving {n['in_b8_before']:.2f}, after {n['in_b8_after']:.2f}) | {n['in_b8']:.2f} |",
-        f"| in-process network, batch 1 | {n['in_b1']:.2f} |",
-        f"| in-process network + codec (JPEG decode, PNG encode: {n['codec_s'] * 1e3:.0f} ms/image), batch 8 | {n['with_codec']:.2f} |",
-        f"| served, batchSize 8 (as shipped), {b8['clients']} clients, {b8['images']} images in {b8['duration_s']:.0f} s, {b8['failures']} failures | {n['served8']:.2f} |",
-        f"| served, batchSize 1, {b1['clients']} clients, {b1['images']} images in {b1['duration_s']:.0f} s, {b1['failures']} failures | {n['served1']:.2f} |",
-        "",
-        f"Serving overhead at saturation: **{n['overhead']:.0%}** of in-process throughput "
-        f"({n['overhead_vs_codec']:.0%} once the codec work the server must do anyway is counted in-process). "
-        f"The in-process rate drifted by {abs(n['in_b8_before'] - n['in_b8_after']) / n['in_b8']:.0%} between before and "
-        "after, as other jobs came and went: an overhead smaller than that cannot be resolved on this machine today. "
-        f"Batching on vs off: {n['served8'] / n['served1']:.2f}x served ({n['in_b8'] / n['in_b1']:.2f}x in-process). "
-        "All measured in this run: in-process (mean of 3 timed calls, once before and once after the servers), then "
-        "served with twice as many concurrent clients as the batch holds, counting whole requests from the first "
-        "sent to the last answered; the clients run on the same cores as the server. Batching off is a rebuilt archive: the benchmark lays "
-        "`batchSize: 1` over `archiver/configs/fast_style.yaml` and builds the archive again "
-        "(`loadtests/bench/serving.py: build_store`), since the management API that could re-register "
-        "the model with another batch size is closed by `config.properties`.",
-        "",
-    ]
 
 
 def _sd15(r: dict) -> list:
@@ -194,36 +140,17 @@ def _sd15(r: dict) -> list:
     return lines
 
 
-def _neural_style(r: dict) -> list:
-    peak = _peak(r, "float32")
-    bound_s = r["step_flops"] / (peak * 1e9)
-    achieved = r["step_flops"] / r["step_s_median"] / 1e9
-    w, h = r["content_size_px"]
-    return [
-        f"## neural_style ({w}x{h}, full-size VGG19, random weights)",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| seconds per optimisation step (VGG19 forward + backward), median of {r['steps'] - 1} | {r['step_s_median']:.2f} |",
-        f"| FLOPs per step | {r['step_flops'] / 1e9:.0f} GFLOP |",
-        f"| FLOP bound at the fp32 matmul peak ({peak:.0f} GFLOP/s best, {_peak(r, 'float32', 'median_gflops'):.0f} median) | {bound_s:.2f} s |",
-        f"| achieved | {achieved:.0f} GFLOP/s, {achieved / peak:.0%} of peak; {r['step_s_median'] / bound_s:.1f}x the bound |",
-        f"| peak RSS of the process | {r['peak_rss_mib']:.0f} MiB |",
-        "",
-    ]
-
-
 def _memory(results: dict) -> list:
     lines = ["## Peak memory per worker", "", "| capability | peak RSS | how |", "|---|---|---|"]
     if "fast_style" in results:
         r = results["fast_style"]
         lines.append(
-            f"| fast_style | {r['served_batch8']['worker_peak_rss_mib']:.0f} MiB | TorchServe worker while saturated at 512 px, batchSize 8 (4 full-size styles loaded) |"
+            f"| fast_style | {r['served']['shipped']['worker_peak_rss_mib']:.0f} MiB | TorchServe worker while saturated at 512 px, shipped archive (4 full-size styles loaded) |"
         )
     if "neural_style" in results:
         r = results["neural_style"]
         lines.append(
-            f"| neural_style | {r['peak_rss_mib']:.0f} MiB | in-process, full-size VGG19 at {r['side_px']} px |"
+            f"| neural_style | {max(p['peak_rss_mib'] for p in r['precisions'].values()):.0f} MiB | in-process, full-size VGG19 at {r['side_px']} px |"
         )
     if "sd15" in results:
         r = results["sd15"]
@@ -335,16 +262,20 @@ def render(
         "",
     ]
     if "fast_style" in results:
-        lines += _fast_style(results["fast_style"])
+        lines += fast_style_section(results["fast_style"])
     if "sd15" in results:
         lines += _sd15(results["sd15"])
+    if "sd15_served" in results:
+        lines += render_sd15_served(results["sd15_served"], bool(machine.get("native_bf16")))
     if "neural_style" in results:
-        lines += _neural_style(results["neural_style"])
+        lines += neural_style_section(results["neural_style"])
     lines += _memory(results)
     if "locust_sweep" in results:
         lines += _locust(results["locust_sweep"])
     if "oip_front" in results:
         lines += _oip_front(results["oip_front"])
+    if "mixed_styles" in results:
+        lines += render_mixed_styles(results["mixed_styles"])
     lines += [
         "## Measured and extrapolated",
         "",

@@ -2,10 +2,12 @@
 its own), then write BENCHMARKS.md and plots under reports/bench/.
 
     python -m loadtests.bench.run [--quick] [--sections fast_style,sd15] [--sd-args "--measure-e2e"]
-                                  [--render-only]
+                                  [--render-only] [--report PATH]
 
 --quick writes reports/bench/BENCHMARKS.quick.md instead of BENCHMARKS.md, so a sanity run never
 replaces the committed numbers. --render-only rebuilds the report from the last JSON results.
+--report writes the markdown elsewhere (a run of some sections, to paste into BENCHMARKS.md
+without losing the others' committed numbers).
 """
 
 import argparse
@@ -21,7 +23,7 @@ from loadtests.bench.plots import write_plots
 from loadtests.bench.report import render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = ("fast_style", "sd15", "neural_style", "locust_sweep", "oip_front")
+SECTIONS = ("fast_style", "sd15", "sd15_served", "neural_style", "locust_sweep", "oip_front", "mixed_styles")
 
 
 def run_section(name: str, out: Path, quick: bool, extra: list) -> str:
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--reports", type=Path, default=REPO_ROOT / "reports" / "bench")
     parser.add_argument("--render-only", action="store_true")
+    parser.add_argument("--report", type=Path, default=None, help="the markdown to write (default: BENCHMARKS.md)")
     parser.add_argument(
         "--sd-args", default=None, help='sd15 options; default "--measure-e2e" (one real LCM image), "" with --quick'
     )
@@ -79,7 +82,7 @@ def main(argv=None) -> int:
         if path.exists() and name not in errors:
             results[name] = json.loads(path.read_text())
     plots, plot_note = write_plots(results, args.reports)
-    target = args.reports / "BENCHMARKS.quick.md" if args.quick else REPO_ROOT / "BENCHMARKS.md"
+    target = args.report or (args.reports / "BENCHMARKS.quick.md" if args.quick else REPO_ROOT / "BENCHMARKS.md")
     # Plots are local artefacts under reports/ (gitignored); links are relative to the report.
     relative = [Path(os.path.relpath(p, target.parent)) for p in plots]
     target.write_text(render(machine, load_end, results, errors, relative, plot_note, args.quick))

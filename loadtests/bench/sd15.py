@@ -4,8 +4,9 @@ fp32 and bf16; achieved GFLOP/s against this machine's matmul peak measured in t
 process; text-encoder and VAE-decode times; and end-to-end times, measured or composed from
 the measured parts.
 
-    python -m loadtests.bench.sd15 --out sd15.json [--quick] [--measure-e2e] [--all-bf16]
-    (--quick: 256 px, one run each)
+    python -m loadtests.bench.sd15 --out sd15.json [--quick] [--measure-e2e] [--all-bf16] [--no-fast-path]
+    (--quick: 256 px, one run each; the fast path's variants, eager vs compiled with compile
+    time cold and warm, come from loadtests/bench/sd15_fast_path.py, one process each)
 """
 
 import time
@@ -142,6 +143,11 @@ def main() -> None:
         action="store_true",
         help="bf16 for every part, not only the guided step (slow where bf16 is emulated)",
     )
+    parser.add_argument(
+        "--no-fast-path",
+        action="store_true",
+        help="skip the fast-path variants (compiled UNet: minutes of compiling per variant)",
+    )
     args = parser.parse_args()
     size_px = 256 if args.quick else 512
     runs = 1 if args.quick else 2
@@ -168,6 +174,11 @@ def main() -> None:
         model, runs if args.all_bf16 else 1, full=not args.quick, count=False, guided_only=not args.all_bf16
     )
     results["bfloat16"]["guided_step_flops"] = results["float32"]["guided_step_flops"]
+    del model
+    if not args.no_fast_path:
+        from loadtests.bench.sd15_fast_path import measure_all
+
+        results["fast_path"] = measure_all(size_px, runs)
     write_results(args.out, results)
 
 

@@ -113,18 +113,29 @@ try {
   });
 
   await scenario("custom_style_cancel", async () => {
-    await page.fill("#f-steps", "40");
+    // 1000 steps: uncancelled, the worker would be busy with it long after this scenario.
+    await page.fill("#f-steps", "1000");
     await page.getByRole("button", { name: "Transfer style" }).click();
     const bar = page.locator('[role="progressbar"]');
     await page.waitForFunction(() => Number(document.querySelector('[role="progressbar"]')?.getAttribute("aria-valuenow")) >= 1,
       null, { timeout: WAIT_MS });
+    const cancelCall = page.waitForResponse((r) => r.url().includes("/api/cancel/") && r.request().method() === "POST",
+      { timeout: WAIT_MS });
     await page.getByRole("button", { name: "Cancel" }).click();
+    const cancelResponse = await cancelCall;
+    const cancel = { status: cancelResponse.status(), body: await cancelResponse.json() };
     const message = await page.locator("[data-form-error]").textContent({ timeout: WAIT_MS });
     const atCancel = await bar.count() ? await bar.getAttribute("aria-valuenow") : null;
     await page.waitForTimeout(1000);
     const later = await bar.count() ? await bar.getAttribute("aria-valuenow") : null;
     const submitEnabled = await page.getByRole("button", { name: "Transfer style" }).isEnabled();
-    return { message, atCancel, later, submitEnabled };
+    // The next job runs on the same single worker: it finishes only if the cancelled one stopped.
+    await page.fill("#f-steps", "3");
+    await page.getByRole("button", { name: "Transfer style" }).click();
+    await page.waitForFunction(() => document.querySelector("figcaption")?.textContent.startsWith("Result: 3 steps"),
+      null, { timeout: WAIT_MS });
+    const nextCaption = await page.locator("figcaption").first().textContent();
+    return { message, atCancel, later, submitEnabled, cancel, nextCaption };
   });
 
   await scenario("txt2img", async () => {
@@ -152,6 +163,37 @@ try {
     const invalid = await page.locator("#f-width").getAttribute("aria-invalid");
     await shot(page, "laptop-text-to-image-error");
     return { message, invalid };
+  });
+
+  await scenario("live_preview", async () => {
+    // Both diffusion pages offer the checkbox; on txt2img it streams previews beside the bar.
+    await page.goto(`${env.BASE_URL}/#/animals`);
+    const animalsLabel = await page.locator('label[for="f-preview"]').textContent({ timeout: WAIT_MS });
+    await page.goto(`${env.BASE_URL}/#/text-to-image`);
+    await page.locator("#f-preview").waitFor({ timeout: WAIT_MS });
+    const offByDefault = !(await page.isChecked("#f-preview"));
+    await page.fill("#f-prompt", "a harbour at dawn");
+    await page.fill("#f-steps", "8");
+    await page.check("#f-preview");
+    await page.evaluate(() => {
+      window.__previews = []; // every preview image the page shows, in order
+      new MutationObserver(() => {
+        const img = document.querySelector('[data-testid="live-preview"]');
+        if (img && window.__previews.at(-1)?.src !== img.src) {
+          window.__previews.push({ src: img.src, step: Number(img.dataset.step), alt: img.alt });
+        }
+      }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["src"] });
+    });
+    await page.getByRole("button", { name: "Generate" }).click();
+    const result = await imageSize(page.locator("[data-result] img").first());
+    const previews = await page.evaluate(() => Promise.all(window.__previews.map(async ({ src, step, alt }) => {
+      const img = new Image();
+      img.src = src;
+      await img.decode();
+      return { step, alt, mime: src.slice(5, src.indexOf(";")), width: img.naturalWidth, height: img.naturalHeight };
+    })));
+    const shownAfter = await page.locator('[data-testid="live-preview"]').count();
+    return { animalsLabel, offByDefault, result, previews, shownAfter };
   });
 
   await scenario("animals", async () => {
@@ -196,6 +238,8 @@ try {
     await page.fill("#f-compare-steps", "2, 3");
     await page.getByRole("button", { name: "Compare" }).click();
     const cells = page.locator("[data-comparison] [data-cell]");
+    // One generation after the other: each gets its own wait (a loaded machine is slow).
+    await cells.nth(0).locator("img").waitFor({ timeout: WAIT_MS });
     await cells.nth(1).locator("img").waitFor({ timeout: WAIT_MS });
     const labels = await cells.locator("figcaption").allTextContents();
     const images = [];
@@ -203,6 +247,38 @@ try {
     const alts = await cells.locator("img").evaluateAll((all) => all.map((img) => img.alt));
     await shot(page, "laptop-animals-compare");
     return { labels, images, alts };
+  });
+
+  await scenario("animals_settings", async () => {
+    // The model-settings panel: a non-default version, the ranges following the scheduler,
+    // the device and dtype read-only; the request goes to /predictions/animals/{version}.
+    await page.waitForFunction(() => document.querySelectorAll("#f-version option").length >= 2, null, { timeout: WAIT_MS });
+    const versions = await page.locator("#f-version option").evaluateAll((all) => all.map((o) => o.value));
+    const defaultVersion = await page.locator("[data-model-settings]").getAttribute("data-version");
+    const other = versions.find((v) => v !== defaultVersion);
+    await page.selectOption("#f-version", other);
+    await page.locator(`[data-model-settings][data-version="${other}"]`).waitFor({ timeout: WAIT_MS });
+    const range = async () => ({
+      min: await page.getAttribute("#f-steps", "min"), max: await page.getAttribute("#f-steps", "max"),
+      value: await page.inputValue("#f-steps"), guidanceMax: await page.getAttribute("#f-guidance", "max"),
+    });
+    await page.selectOption("#f-scheduler", "dpmpp");
+    const dpmpp = await range();
+    await page.selectOption("#f-scheduler", "lcm");
+    const lcm = await range();
+    await page.fill("#f-steps", "2");
+    const device = await page.locator("[data-device]").textContent();
+    const dtype = await page.locator("[data-dtype]").textContent();
+    const sent = [];
+    const record = (request) => request.url().includes("/predictions/") && sent.push(new URL(request.url()).pathname);
+    page.on("request", record);
+    await page.getByRole("button", { name: "Generate" }).click();
+    const served = page.locator("[data-served-by]");
+    await page.locator(`[data-served-by="${other}"]`).waitFor({ timeout: WAIT_MS });
+    page.off("request", record);
+    const servedText = await served.textContent();
+    await shot(page, "laptop-animals-settings");
+    return { versions, defaultVersion, other, dpmpp, lcm, device, dtype, sent, servedText };
   });
 
   await scenario("animals_no_class", async () => {

@@ -18,6 +18,7 @@ import pytest
 from gateway.config import GatewayConfig
 from gateway.guard import CLIENT_HEADER
 from gateway.server import make_gateway
+from imagelab.cancellation import CANCEL_DIR_ENV, CancelMarkers
 
 INFERENCE_KEY, MANAGEMENT_KEY = "inf-key-0123456789", "mgmt-key-9876543210"
 STALE_KEY_BODY = {
@@ -520,3 +521,50 @@ def test_a_chunked_request_body_is_forwarded_whole_and_bounded(make, upstream):
     )  # an iterable: http.client chunks it
     assert response.status == 413 and "2048" in json.loads(data)["message"]
     assert len(upstream.seen) == 1
+
+
+# POST /api/cancel/{job_id}: the gateway writes the job's cancel marker beside TorchServe's key
+# file (where the workers look) behind the same guard as every POST, and forwards nothing.
+@pytest.fixture
+def no_cancel_dir_env(monkeypatch):
+    monkeypatch.delenv(CANCEL_DIR_ENV, raising=False)
+
+
+def test_a_cancel_writes_the_marker_the_worker_checks(make, upstream, no_cancel_dir_env, tmp_path):
+    gateway = make()
+    response, data = call(gateway, "POST", "/api/cancel/Job_id-0123456789")
+    assert response.status == 202, data
+    assert json.loads(data) == {"job_id": "Job_id-0123456789", "cancel": "requested"}
+    assert CancelMarkers(tmp_path / "cancel").is_cancelled("Job_id-0123456789")  # beside key_file.json
+    assert upstream.seen == []  # the busy worker is never asked
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/api/cancel/short", 400),
+        ("/api/cancel/..%2F..%2Fkey_file.json", 400),
+        ("/api/cancel/a/b/c/d/e/f/g/h", 400),
+        ("/api/cancel/", 400),
+    ],
+)
+def test_malformed_job_ids_are_refused(make, upstream, no_cancel_dir_env, tmp_path, path, status):
+    gateway = make()
+    response, data = call(gateway, "POST", path)
+    assert response.status == status and "8 to 64" in json.loads(data)["message"]
+    assert not (tmp_path / "cancel").exists() and upstream.seen == []
+
+
+def test_a_cancel_needs_post_and_the_same_origin(make, upstream, no_cancel_dir_env, tmp_path):
+    gateway = make()
+    assert call(gateway, "GET", "/api/cancel/Job_id-0123456789")[0].status == 405
+    response, _ = call(gateway, "POST", "/api/cancel/Job_id-0123456789", headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status == 403
+    response, _ = call(
+        gateway,
+        "POST",
+        "/api/cancel/Job_id-0123456789",
+        headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status == 403
+    assert not (tmp_path / "cancel").exists()

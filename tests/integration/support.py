@@ -31,13 +31,15 @@ def assert_error(response: requests.Response, status: int, field: str) -> dict:
 
 
 @contextlib.contextmanager
-def own_server(tmp_path_factory, model: str, config: dict, overrides=None):
+def own_server(tmp_path_factory, model: str, config: dict, overrides=None, layout=None, version="1.0"):
     """A TorchServe of its own serving `model` built with this model-config (a full one, e.g.
-    the archive's YAML with test changes) -> (server, session with the inference token)."""
+    the archive's YAML with test changes) from `layout`'s weights (default: weights/) as
+    `version` -> (server, session with the inference token)."""
     config_path = tmp_path_factory.mktemp("config") / f"{model}.yaml"
     config_path.write_text(yaml.safe_dump(config))
     store = tmp_path_factory.mktemp(f"{model}_store")
-    archive = build_archive(replace(CAPABILITIES[model], config=config_path), WeightsLayout.default(), store)
+    layout = layout or WeightsLayout.default()
+    archive = build_archive(replace(CAPABILITIES[model], config=config_path), layout, store, version)
     server = TorchServe(
         tmp_path_factory.mktemp(f"{model}_ts"), store, {model: archive.name}, Ports.free(), overrides=overrides
     )

@@ -5,8 +5,9 @@ import json
 from unittest.mock import ANY
 
 import pytest
-from support import assert_error, decode
+from support import assert_error, decode, model_config
 
+from imagelab.neural_style.speed import default_steps
 from weightstore.layout import WeightsLayout
 
 QUICK = {"steps": "6", "max_side_px": "64", "seed": "7"}
@@ -152,9 +153,20 @@ def test_describe(server):
         "type": "integer",
         "min": 1,
         "max": 1000,
-        "default": 100,
+        "default": ANY,
         "description": ANY,
     }
+    # The default is the rule's, not a constant: the most steps (up to the archive's
+    # default_steps) that fit the budget at the default size at this worker's measured speed.
+    speed, fields = described["speed"], described["fields"]
+    default_side_px, budget_s = fields["max_side_px"]["default"], fields["time_budget_s"]["default"]
+    ceiling = model_config("neural_style")["handler"]["default_steps"]
+    assert fields["steps"]["default"] == speed["default_steps"][str(default_side_px)]
+    seconds_per_step = speed["seconds_per_megapixel_step"] * default_side_px**2 / 1e6
+    # describe rounds the rate to 6 digits: the rule at the rate either side of the rounding
+    bounds = {default_steps(seconds_per_step * (1 + d), budget_s, ceiling) for d in (-1e-3, 1e-3)}
+    assert min(bounds) <= fields["steps"]["default"] <= max(bounds)
+    assert speed["steps_per_s"][str(default_side_px)] > 0
     assert described["fields"]["max_side_px"]["min"] == 64
     assert described["fields"]["optimizer"]["choices"] == ["lbfgs", "adam"]
     assert described["synthetic_weights"] is (WeightsLayout.default().first_real_in("vgg19") is None)

@@ -2,14 +2,19 @@
 
     python -m training.lora --data-dir data/animals --epochs 10 --archive
     python -m training.lora --capability txt2img --style monet --data-dir data/monet --archive --deploy
+    python -m training.lora --capability txt2img --style dusk --data-dir data/dusk --publish-adapter
     python -m training.lora --resume runs/lora-20250101-120000-1a2b3c      # after Ctrl-C
 
-The run folder is described in training/lora/train.py.
+The run folder is described in training/lora/train.py. `--publish-adapter` copies the export
+into the adapters folder the running txt2img workers watch (adapters/txt2img/{name}.safetensors),
+where it is usable as style={name} within seconds; `--archive` builds a new archive version.
+Both may be given.
 """
 
 import argparse
 from pathlib import Path
 
+from imagelab.diffusion.adapters import ADAPTERS_DIR_ENV
 from training.job_cli import add_run_options, run_job
 from training.lora.config import (
     CAPABILITIES,
@@ -22,6 +27,8 @@ from training.lora.config import (
     LoraTrainConfig,
 )
 from training.lora.train import train_lora
+from training.publish import adapter_target, default_adapters_dir, publish_adapter
+from training.runs import WEIGHT_CHOICES, TrainedRun, chosen_weights
 
 DEFAULTS = LoraTrainConfig(data_dir=Path("."))
 AUG = Augmentation()
@@ -72,6 +79,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-steps", type=int, default=DEFAULTS.validation_steps)
     p.add_argument("--validation-guidance", type=float, default=DEFAULTS.validation_guidance)
     add_run_options(p, "lora")
+    p.add_argument(
+        "--publish-adapter",
+        action="store_true",
+        help="txt2img: copy the LoRA into the adapters folder the server watches (a style within seconds)",
+    )
+    p.add_argument("--adapter-name", help="with --publish-adapter: the style's name (default: --style)")
+    p.add_argument(
+        "--adapters-dir",
+        type=Path,
+        help=f"with --publish-adapter: the adapters folder (default: ${ADAPTERS_DIR_ENV} or adapters/)",
+    )
+    p.add_argument(
+        "--adapter-weights",
+        choices=WEIGHT_CHOICES,
+        default="best",
+        help="with --publish-adapter: the epoch with the best CLIP score (where the run kept one) or the last; "
+        "a different file of that name is replaced only with --overwrite",
+    )
     return p
 
 
@@ -126,4 +151,36 @@ def config_from(args) -> LoraTrainConfig:
 
 
 def main(argv=None) -> None:
-    run_job(parser().parse_args(argv), argv, "lora", config_from, LoraTrainConfig.from_dict, train_lora)
+    args = parser().parse_args(argv)
+    if args.publish_adapter and not args.resume:  # a bad name is refused before training, not after
+        try:
+            adapter_target(args.capability, args.adapter_name or args.style or "", adapters_dir(args))
+        except ValueError as error:
+            raise SystemExit(f"error: --publish-adapter: {error}") from None
+    run = run_job(args, argv, "lora", config_from, LoraTrainConfig.from_dict, train_lora)
+    if args.publish_adapter:
+        try:
+            path = publish_run_adapter(run, args.adapter_name, adapters_dir(args), args.adapter_weights, args.overwrite)
+        except (ValueError, FileNotFoundError) as error:  # PublishConflict, a LoRA that does not fit
+            raise SystemExit(f"error: {error} (the run and its export stay in {run.run_dir})") from None
+        print(f"published {path}: style {path.stem} for the running {run.config.capability} workers")
+
+
+def adapters_dir(args) -> Path:
+    return args.adapters_dir or default_adapters_dir()
+
+
+def publish_run_adapter(
+    run: TrainedRun, name: str | None, adapters_root: Path, which: str = "best", overwrite: bool = False
+) -> Path:
+    """The run's exported LoRA (`which`: runs.chosen_weights) published into the adapters folder
+    as style `name` (default: the run's style)."""
+    config = run.config
+    return publish_adapter(
+        config.capability,
+        chosen_weights(run, which),
+        name or config.style,
+        adapters_root,
+        base_model_dir=run.base_model_dir,
+        overwrite=overwrite,
+    )

@@ -12,7 +12,7 @@ const parseList = (text) => text.split(",").map((part) => part.trim()).filter(Bo
  * The CLI's `imagelab compare-steps` makes the same grid as one PNG. Class names are the
  * server's to check: an unknown one comes back as its 400 with the closest names.
  */
-export function StepsComparison({ model, values }) {
+export function StepsComparison({ model, version, values }) {
   const [steps, setSteps] = useState("2,4,8");
   const [animals, setAnimals] = useState("");
   const [cells, setCells] = useState([]);
@@ -31,8 +31,9 @@ export function StepsComparison({ model, values }) {
     await job.run(async ({ signal, onProgress }) => {
       for (const animal of rows)
         for (const count of counts) {
-          const form = toFormData({ ...values, animal, steps: count, seed, contrast: "", saturation: "", brightness: "" });
-          const answer = await predictStream(model, form, { signal, onProgress });
+          // No live previews: the grid shows finished cells only.
+          const form = toFormData({ ...values, animal, steps: count, seed, contrast: "", saturation: "", brightness: "", preview: "" });
+          const answer = await predictStream(model, form, { signal, onProgress, version });
           const blob = decodeImages(answer)[0];
           setCells((made) => [...made, { animal, steps: Number(count), seed: answer.seeds?.[0] ?? seed, blob }]);
         }

@@ -1,16 +1,18 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { decodeImages, predictStream } from "../api.js";
-import { toFormData, useDescribe } from "../describe.js";
+import { schedulerName, toFormData, useDescribe } from "../describe.js";
 import { useFormValues, useJob } from "../hooks.js";
 import { AdjustedImage } from "../components/AdjustedImage.jsx";
 import { AnimalPicker } from "../components/AnimalPicker.jsx";
 import { FormError, LoadState, NumberField, ProgressBar, SeedField, TextField, fieldError } from "../components/controls.jsx";
+import { ModelSettings, useVersionChoice } from "../components/ModelSettings.jsx";
+import { LivePreview, LivePreviewToggle } from "../components/LivePreview.jsx";
 import { Page } from "../components/Page.jsx";
 import { StepsComparison } from "../components/StepsComparison.jsx";
 
 const MODEL = "animals";
 const ADJUSTMENTS = ["contrast", "saturation", "brightness"];
-const SHOWN = ["animal", "prompt_extra", "steps", "guidance", "seed", "width", "height", ...ADJUSTMENTS];
+const SHOWN = ["animal", "prompt_extra", "scheduler", "steps", "guidance", "seed", "width", "height", ...ADJUSTMENTS, "preview"];
 // The page asks for the picture as made (factors left at the server's default, 1) and applies
 // the sliders to it in the browser with the server's math, so moving one needs no new generation.
 const AS_MADE = Object.fromEntries(ADJUSTMENTS.map((name) => [name, ""]));
@@ -24,16 +26,24 @@ export default function Animals() {
   );
 }
 
-function AnimalsForm({ info }) {
-  const { fields } = info;
+function AnimalsForm({ info: defaultInfo }) {
+  // The chosen version's description (classes, ranges) once read; the default's until then.
+  const choice = useVersionChoice(MODEL, defaultInfo);
+  const { info } = choice;
+  const { fields } = defaultInfo;
   const { values, set, error, setError } = useFormValues(fields, SHOWN);
+  // Another version may serve other classes: a chosen animal it lacks is unpicked.
+  useEffect(() => {
+    if (values.animal && !info.classes.includes(values.animal)) set("animal")("");
+  }, [info, values.animal, set]);
   const [result, setResult] = useState(null);
   const job = useJob(setError);
 
   const submit = async (event) => {
     event.preventDefault();
     const form = toFormData({ ...values, ...AS_MADE });
-    const answer = await job.run(({ signal, onProgress }) => predictStream(MODEL, form, { signal, onProgress }));
+    const version = choice.version;
+    const answer = await job.run(({ signal, onProgress }) => predictStream(MODEL, form, { signal, onProgress, version }));
     if (answer) setResult({ blob: decodeImages(answer)[0], answer });
   };
 
@@ -48,8 +58,7 @@ function AnimalsForm({ info }) {
           <AnimalPicker classes={info.classes} value={values.animal} onChange={set("animal")} error={fieldError(error, "animal")} />
           <TextField name="prompt_extra" label="Extra prompt" value={values.prompt_extra} onChange={set("prompt_extra")}
             error={fieldError(error, "prompt_extra")} placeholder="in the snow, golden hour" />
-          <NumberField name="steps" spec={fields.steps} value={values.steps} onChange={set("steps")} error={fieldError(error, "steps")} slider />
-          <NumberField name="guidance" spec={fields.guidance} value={values.guidance} onChange={set("guidance")} error={fieldError(error, "guidance")} slider />
+          <ModelSettings choice={choice} values={values} set={set} error={error} />
           <SeedField spec={fields.seed} value={values.seed} onChange={set("seed")} error={fieldError(error, "seed")} usedSeed={result?.answer.seeds?.[0]} />
           <fieldset className="space-y-3">
             <legend className="text-sm font-semibold text-slate-800">Colour</legend>
@@ -74,8 +83,12 @@ function AnimalsForm({ info }) {
               Cancel
             </button>
           </div>
-          <div aria-live="polite">
-            <ProgressBar progress={job.progress} label="Denoising" />
+          <LivePreviewToggle fields={fields} value={values.preview} onChange={set("preview")} error={fieldError(error, "preview")} />
+          <div className="flex items-center gap-3">
+            <div aria-live="polite" className="min-w-0 flex-1">
+              <ProgressBar progress={job.progress} label="Denoising" />
+            </div>
+            <LivePreview progress={job.progress} busy={job.busy} />
           </div>
         </form>
         <figure className="card space-y-3" aria-live="polite">
@@ -91,9 +104,14 @@ function AnimalsForm({ info }) {
             </div>
           )}
           {used && <p className="text-xs text-slate-600">Prompt: {used.prompt}</p>}
+          {used && (
+            <p className="text-xs text-slate-600" data-served-by={result.answer.model_version}>
+              Served by {MODEL} {result.answer.model_version}: {schedulerName(used.scheduler)}, {used.steps} steps, guidance {used.guidance}
+            </p>
+          )}
         </figure>
       </div>
-      <StepsComparison model={MODEL} values={values} />
+      <StepsComparison model={MODEL} version={choice.version} values={values} />
     </div>
   );
 }

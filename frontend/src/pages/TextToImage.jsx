@@ -1,16 +1,14 @@
 import { useState } from "react";
 import { decodeImages, predictStream } from "../api.js";
-import { toFormData, useDescribe } from "../describe.js";
+import { schedulerName, toFormData, useDescribe } from "../describe.js";
 import { useFormValues, useJob } from "../hooks.js";
 import { ChoiceField, FormError, LoadState, NumberField, ProgressBar, SeedField, TextField, fieldError } from "../components/controls.jsx";
 import { Gallery } from "../components/Gallery.jsx";
+import { LivePreview, LivePreviewToggle } from "../components/LivePreview.jsx";
 import { Page } from "../components/Page.jsx";
 
 const MODEL = "txt2img";
-const SHOWN = ["prompt", "negative_prompt", "style", "style_scale", "steps", "guidance", "seed", "width", "height", "num_images", "scheduler"];
-// Display names only; which schedulers exist comes from the server.
-const SCHEDULER_NAMES = { lcm: "LCM: fast (4-8 steps)", dpmpp: "DPM++", ddim: "DDIM", euler_a: "Euler ancestral" };
-export const schedulerName = (name) => SCHEDULER_NAMES[name] || name;
+const SHOWN = ["prompt", "negative_prompt", "style", "style_scale", "steps", "guidance", "seed", "width", "height", "num_images", "scheduler", "preview"];
 
 export default function TextToImage() {
   const state = useDescribe(MODEL);
@@ -69,8 +67,12 @@ function TextToImageForm({ info }) {
             Cancel
           </button>
         </div>
-        <div aria-live="polite">
-          <ProgressBar progress={job.progress} label="Denoising" />
+        <LivePreviewToggle fields={fields} value={values.preview} onChange={set("preview")} error={fieldError(error, "preview")} />
+        <div className="flex items-center gap-3">
+          <div aria-live="polite" className="min-w-0 flex-1">
+            <ProgressBar progress={job.progress} label="Denoising" />
+          </div>
+          <LivePreview progress={job.progress} busy={job.busy} />
         </div>
       </form>
       <Gallery items={gallery} model={MODEL} describe={(answer) => [

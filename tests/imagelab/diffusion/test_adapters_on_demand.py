@@ -201,3 +201,13 @@ def test_the_folder_is_relisted_only_after_poll_s(tiny_sd15_dir, lora_files, fol
     clock.tick(2.0)
     watched.refresh()
     assert "late" in watched.usable
+
+
+def test_the_base_models_name_is_refused_in_any_case(tiny_sd15_dir, lora_files, folder, clock):
+    for name in ("none", "None"):
+        shutil.copy(lora_files["monet"], folder / f"{name}.safetensors")
+    watched = AdapterFolder(folder, tiny_sd15_dir / "unet", clock=clock)
+    watched.refresh()
+    assert dict(watched.usable) == {}
+    assert all("reserved for the base model" in why for why in watched.refused.values())
+    assert len(watched.refused) == 2

@@ -263,10 +263,10 @@ def test_budget_is_checked_before_each_decode(engine, monkeypatch):
 def test_an_exception_in_one_group_fails_only_that_group(engine, monkeypatch):
     encode_prompts = engine._encode_prompts
 
-    def failing_encode(jobs, guided):
+    def failing_encode(jobs, guided, *job_adapters):
         if any("boom" in j.prompt for j in jobs):
             raise RuntimeError("injected text encoder failure")
-        return encode_prompts(jobs, guided)
+        return encode_prompts(jobs, guided, *job_adapters)
 
     monkeypatch.setattr(engine, "_encode_prompts", failing_encode)
     jobs = [job(seed=1), job(prompt="boom", seed=2, steps=3), job(seed=3, steps=3)]
