@@ -157,7 +157,11 @@ def test_a_too_long_prompt_in_a_batch_fails_alone(server):
 def test_describe(server):
     described = server.management("GET", "/models/txt2img?customized=true").json()[0]["customizedMetadata"]
     assert described["styles"][:3] == ["none", "monet", "van_gogh"]
-    assert described["fields"]["steps"] == {"type": "integer", "min": 1, "max": 100, "default": 25, "description": ANY}
+    steps = described["fields"]["steps"]
+    by_scheduler = steps.pop("by_scheduler")  # the ranges the playground offers per scheduler
+    assert steps == {"type": "integer", "min": 1, "max": 100, "default": 25, "description": ANY}
+    assert by_scheduler["lcm"] == {"min": 2, "max": 8, "default": 4}
+    assert by_scheduler["dpmpp"] == {"min": 20, "max": 100, "default": 25}
     assert described["fields"]["guidance"]["min"] == 1 and described["fields"]["guidance"]["max"] == 20
     assert "lcm" in described["fields"]["scheduler"]["choices"]
     assert described["max_prompt_tokens"] == 77

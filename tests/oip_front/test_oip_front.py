@@ -152,7 +152,8 @@ def test_model_metadata_lists_one_tensor_per_field(front, server, model):
     assert [{**t, "shape": [str(d) for d in t["shape"]]} for t in http["inputs"]] == expected
     assert grpc["inputs"] == expected  # protobuf's JSON gives int64 as strings
     assert [t["name"] for t in http["outputs"]] == [t["name"] for t in grpc["outputs"]] == ["image", "metadata"]
-    assert http["versions"] == grpc["versions"] == ["1.0"] and http["name"] == model
+    served = sorted(entry["modelVersion"] for entry in server.management("GET", f"/models/{model}/all").json())
+    assert http["versions"] == grpc["versions"] == served and http["name"] == model
 
 
 @pytest.mark.parametrize("model", MODELS)
