@@ -96,6 +96,14 @@ class SpeedModel:
                 raise KeyError(f"no rate for stage {stage!r}; calibrated: {sorted(self._rates)}")
             return self._rates[stage]
 
+    def is_pinned(self, stage: str) -> bool:
+        return stage in self._pinned
+
+    def observations(self, stage: str) -> int:
+        """How many served requests have refined `stage`'s rate since its calibration."""
+        with self._lock:
+            return self._observations.get(stage, 0)
+
     def knows(self, stage: str) -> bool:
         return stage in self._rates
 

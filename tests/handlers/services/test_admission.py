@@ -63,3 +63,53 @@ def test_a_batch_that_fits_runs_whole():
     admission = Admission(budget_s=10.0, pinned_rates={"stylize": 1.0})
     answers = admission.run_within_budget([2.0, 3.0], lambda s: Work({"stylize": s}), lambda r, p: list(r), None)
     assert answers == [2.0, 3.0]
+
+
+class _RetimingAdmission(DiffusionAdmission):
+    """Its 'calibration' sets the rates it is given, in turn: first the start-up's, then the
+    re-time's; no model runs."""
+
+    def __init__(self, budget_s: float, rates_in_turn: list):
+        super().__init__(ENGINE, budget_s=budget_s, min_size_px=64)
+        self.rates_in_turn = list(rates_in_turn)
+        self.calibrations = 0
+
+    def calibrate(self) -> None:
+        self.calibrations += 1
+        for stage, rate in self.rates_in_turn.pop(0).items():
+            self.speed.calibrate(stage, rate, 1.0)
+
+
+SLOW = {**RATES, "unet": 4.0}  # a start-up timed beside other workers loading
+
+
+def test_a_refusal_on_start_up_rates_only_times_again_first_and_admits_what_then_fits():
+    admission = _RetimingAdmission(budget_s=20.0, rates_in_turn=[SLOW, RATES])
+    admission.calibrate()
+    admission.check(GenerationJob("x", steps=25, width=512, height=512))  # 13.4 s on the re-timed rates
+    assert admission.calibrations == 2 and admission.retimed
+
+
+def test_the_re_time_happens_once_and_a_job_still_over_budget_is_refused():
+    admission = _RetimingAdmission(budget_s=5.0, rates_in_turn=[SLOW, SLOW])
+    admission.calibrate()
+    for _ in range(2):
+        with pytest.raises(TooExpensive):
+            admission.check(GenerationJob("x", steps=25, width=512, height=512))
+    assert admission.calibrations == 2  # the second refusal did not time again
+
+
+def test_rates_refined_by_served_requests_are_not_re_timed():
+    admission = _RetimingAdmission(budget_s=5.0, rates_in_turn=[SLOW])
+    admission.calibrate()
+    admission.speed.observe("unet", 4.0, 1.0)  # a served group at the same slow rate
+    with pytest.raises(TooExpensive):
+        admission.check(GenerationJob("x", steps=25, width=512, height=512))
+    assert admission.calibrations == 1
+
+
+def test_pinned_rates_are_never_re_timed():
+    admission = DiffusionAdmission(ENGINE, budget_s=5.0, min_size_px=64, pinned_rates=RATES)
+    admission.calibrate = None  # would fail if called
+    with pytest.raises(TooExpensive):
+        admission.check(GenerationJob("x", steps=25, width=512, height=512))
