@@ -126,6 +126,19 @@ def test_animals_in_lcm_mode(upgraded, assert_visible):
     decode_visible(upgraded.predict("animals", json=fields), assert_visible)
 
 
+def test_decoder_fast_is_served_at_full_size_and_differs_from_the_full_vae(upgraded, assert_visible):
+    """TAESD through TorchServe on the full-size base: the same seed, another decoder, another
+    picture of the same size. Offline TAESD is a random-weight stand-in of its architecture,
+    whose pictures are nearly black, so only the full VAE's is checked for being visible."""
+    fields = {"animal": "lion", "scheduler": "lcm", "guidance": 1.0, **SMALL}
+    fast = upgraded.predict("animals", json={**fields, "decoder": "fast"})
+    full = upgraded.predict("animals", json={**fields, "decoder": "full"})
+    assert fast.status_code == 200, fast.text
+    assert Image.open(io.BytesIO(fast.content)).size == (SMALL["width"], SMALL["height"])
+    decode_visible(full, assert_visible)
+    assert fast.content != full.content
+
+
 def test_the_real_size_tokenizer_takes_77_tokens_and_refuses_78_with_422(upgraded, assert_visible):
     longest = " ".join(["a"] * 75)  # with BOS and EOS: 77 CLIP tokens
     decode_visible(upgraded.predict("txt2img", json={"prompt": longest, **SMALL, "steps": 1}), assert_visible)
