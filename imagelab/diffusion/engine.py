@@ -282,13 +282,15 @@ class DiffusionEngine:
                 wanted[position] = self._adapter_set(job.active_style, job.style_scale, job.scheduler)
             except Exception as error:  # this job only
                 outcomes[position] = error
+        if not wanted:
+            return outcomes
         loaded = set().union(*self.pipe.get_list_adapters().values())
-        together = len(set(wanted.values())) > 1 and all(n in loaded for a in wanted.values() for n, _ in a)
-        # Apart (folder LoRAs evicted by each other's loading, past the LRU's bound): per style.
-        parts = [list(wanted)] if together or len(set(wanted.values())) <= 1 else []
-        if not parts:
-            for adapters in dict.fromkeys(wanted.values()):
-                parts.append([p for p, a in wanted.items() if a == adapters])
+        distinct = set(wanted.values())
+        together = len(distinct) > 1 and all(n in loaded for a in distinct for n, _ in a)
+        if together or len(distinct) == 1:
+            parts = [list(wanted)]
+        else:  # apart (folder LoRAs evicted by each other's loading, past the LRU's bound): per style
+            parts = [[p for p, a in wanted.items() if a == adapters] for adapters in dict.fromkeys(wanted.values())]
         for part in parts:
             part_adapters = [wanted[p] for p in part] if together else None
             try:
@@ -402,21 +404,18 @@ class DiffusionEngine:
         cancelled: dict[int, JobCancelled] = {}
 
         def step_callback(pipe, step_index, timestep, callback_kwargs):
-            if on_latents is not None:
-                # diffusers passes the latents before the guidance doubling: one row per image.
-                for job_index, (a, b) in zip(indices, spans):
-                    try:
-                        if job_index not in cancelled:
-                            on_latents(job_index, step_index + 1, pipe.num_timesteps, callback_kwargs["latents"][a:b])
-                    except JobCancelled as stop:
-                        cancelled[job_index] = stop
-            elif on_step is not None:
-                for job_index in indices:
-                    try:
-                        if job_index not in cancelled:
-                            on_step(job_index, step_index + 1, pipe.num_timesteps)
-                    except JobCancelled as stop:
-                        cancelled[job_index] = stop
+            step, of = step_index + 1, pipe.num_timesteps
+            for job_index, (a, b) in zip(indices, spans):
+                if job_index in cancelled:
+                    continue
+                try:
+                    if on_latents is not None:
+                        # diffusers passes the latents before the guidance doubling: one row per image.
+                        on_latents(job_index, step, of, callback_kwargs["latents"][a:b])
+                    elif on_step is not None:
+                        on_step(job_index, step, of)
+                except JobCancelled as stop:
+                    cancelled[job_index] = stop
             if len(cancelled) == len(indices):
                 raise next(iter(cancelled.values()))  # the whole group: generate_each answers it
             if deadline is not None:
