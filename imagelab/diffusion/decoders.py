@@ -8,14 +8,19 @@ pipeline's dtype, and past `TILED_ABOVE_PX` it decodes in overlapping 512 px til
 (AutoencoderKL.tiled_decode) so its activations stay bounded whatever the image size.
 Without real TAESD weights a random-weight AutoencoderTiny of the real architecture stands in
 (fixed seed; same cost, meaningless pictures), and `synthetic` says so.
+`decode_safely` is the engine's decode: it refuses NaN/inf and redoes a full decode that
+overflowed in float16/bfloat16 with a float32 copy of the VAE.
 """
 
+import copy
 import logging
 import math
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny
+
+from imagelab.diffusion.jobs import NonFiniteImageError
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,8 @@ class Decoders:
             TILED_ABOVE_PX,
             "TINY SYNTHETIC stand-in (random weights)" if self.synthetic else f"real ({taesd_dir})",
         )
+        self.vae_fp32: AutoencoderKL | None = None  # made on the first non-finite full decode
+        self.vae_fp32_retries = 0
 
     def decode(self, latents: torch.Tensor, name: str) -> torch.Tensor:
         if name == "fast":
@@ -80,3 +87,29 @@ class Decoders:
         if max(latents.shape[-2:]) * self.vae_scale_factor > TILED_ABOVE_PX:
             return vae.tiled_decode(latents, return_dict=False)[0]
         return vae.decode(latents, return_dict=False)[0]
+
+    def decode_safely(self, latents: torch.Tensor, name: str = "full") -> tuple[torch.Tensor, bool]:
+        """Decode one image (1, C, h, w) -> (1, 3, H, W) in [-1, 1]; returns (image, retried_in_fp32).
+
+        A float16 VAE can overflow to NaN (SD 1.5's VAE is known to), which would come out as a
+        black image; such decodes are redone in float32 with a lazily made float32 VAE copy.
+        """
+        if not torch.isfinite(latents).all():
+            raise NonFiniteImageError("the denoised latents hold NaN/inf; no decode can fix that")
+        if name == "fast":
+            image = self.decode(latents, "fast")
+            if not torch.isfinite(image).all():
+                raise NonFiniteImageError("the fast decoder (TAESD) gave NaN/inf")
+            return image, False
+        image = self.decode_full(self.vae, latents)
+        if torch.isfinite(image).all():
+            return image, False
+        if self.vae.dtype == torch.float32:
+            raise NonFiniteImageError("the VAE decode gave NaN/inf in float32")
+        if self.vae_fp32 is None:
+            self.vae_fp32 = copy.deepcopy(self.vae).to(torch.float32)
+        image = self.decode_full(self.vae_fp32, latents.float())
+        if not torch.isfinite(image).all():
+            raise NonFiniteImageError("the VAE decode gave NaN/inf even in float32")
+        self.vae_fp32_retries += 1
+        return image, True

@@ -6,7 +6,6 @@ with every style LoRA (and optionally the LCM-LoRA) loaded once as a named PEFT 
 """
 
 import contextlib
-import copy
 import json
 import os
 import time
@@ -42,11 +41,11 @@ from imagelab.diffusion.jobs import (  # noqa: E402
     GenerationJob,
     GenerationResult,
     GroupKey,
-    NonFiniteImageError,
     PromptTooLongError,
     group_jobs,
     group_key,
 )
+from imagelab.diffusion.mixed_calls import plan_mixed_calls  # noqa: E402
 from imagelab.diffusion.mixed_lora import AdapterSet, MixedLoraRows  # noqa: E402
 from imagelab.validation import check_choice  # noqa: E402
 
@@ -127,8 +126,6 @@ class DiffusionEngine:
             bucket_px=(self.native_size_px,),
             vae_scale_factor=self.pipe.vae_scale_factor,
         )
-        self._vae_fp32 = None  # made on the first non-finite decode
-        self.vae_fp32_retries = 0
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -273,8 +270,8 @@ class DiffusionEngine:
         on_latents: OnLatents | None = None,
     ) -> list[GenerationResult | Exception]:
         """Jobs that may differ in style and scale: one pipeline call, each UNet row with its
-        job's adapters (mixed_lora.py), or the fused path when they all want the same ones.
-        A job whose adapter cannot be had (a folder file gone) fails alone."""
+        job's adapters (mixed_lora.py), or the fused path when they all want the same ones
+        (mixed_calls.py). A job whose adapter cannot be had (a folder file gone) fails alone."""
         outcomes: list[GenerationResult | Exception | None] = [None] * len(jobs)
         wanted: dict[int, AdapterSet] = {}
         for position, job in enumerate(jobs):
@@ -285,14 +282,8 @@ class DiffusionEngine:
         if not wanted:
             return outcomes
         loaded = set().union(*self.pipe.get_list_adapters().values())
-        distinct = set(wanted.values())
-        together = len(distinct) > 1 and all(n in loaded for a in distinct for n, _ in a)
-        if together or len(distinct) == 1:
-            parts = [list(wanted)]
-        else:  # apart (folder LoRAs evicted by each other's loading, past the LRU's bound): per style
-            parts = [[p for p, a in wanted.items() if a == adapters] for adapters in dict.fromkeys(wanted.values())]
-        for part in parts:
-            part_adapters = [wanted[p] for p in part] if together else None
+        for part, per_row in plan_mixed_calls(wanted, loaded):
+            part_adapters = [wanted[p] for p in part] if per_row else None
             try:
                 part_outcomes = self._run_group(
                     [indices[p] for p in part], [jobs[p] for p in part], on_step, deadline, on_latents, part_adapters
@@ -482,35 +473,8 @@ class DiffusionEngine:
         self, latents: torch.Tensor, embeds_dtype: torch.dtype, decoder: str
     ) -> tuple[Image.Image, bool, int]:
         """One latent (1, C, h, w) -> (PIL image, nsfw flag, 1 if redone in float32 else 0)."""
-        image, retried = self._decode_safely(latents, decoder)
+        image, retried = self.decoders.decode_safely(latents, decoder)
         image, flags = self.pipe.run_safety_checker(image, self.pipe.device, embeds_dtype)
         flagged = bool(flags[0]) if flags is not None else False
         [pil] = self.pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[not flagged])
         return pil, flagged, int(retried)
-
-    def _decode_safely(self, latents: torch.Tensor, decoder: str = "full") -> tuple[torch.Tensor, bool]:
-        """Decode one image (1, C, h, w) -> (1, 3, H, W) in [-1, 1]; returns (image, retried_in_fp32).
-
-        A float16 VAE can overflow to NaN (SD 1.5's VAE is known to), which would come out as a
-        black image; such decodes are redone in float32 with a lazily made float32 VAE copy.
-        """
-        if not torch.isfinite(latents).all():
-            raise NonFiniteImageError("the denoised latents hold NaN/inf; no decode can fix that")
-        if decoder == "fast":
-            image = self.decoders.decode(latents, "fast")
-            if not torch.isfinite(image).all():
-                raise NonFiniteImageError("the fast decoder (TAESD) gave NaN/inf")
-            return image, False
-        vae = self.pipe.vae
-        image = self.decoders.decode_full(vae, latents)
-        if torch.isfinite(image).all():
-            return image, False
-        if vae.dtype == torch.float32:
-            raise NonFiniteImageError("the VAE decode gave NaN/inf in float32")
-        if self._vae_fp32 is None:
-            self._vae_fp32 = copy.deepcopy(vae).to(torch.float32)
-        image = self.decoders.decode_full(self._vae_fp32, latents.float())
-        if not torch.isfinite(image).all():
-            raise NonFiniteImageError("the VAE decode gave NaN/inf even in float32")
-        self.vae_fp32_retries += 1
-        return image, True

@@ -127,6 +127,18 @@ def _served_answer(row: dict) -> str:
     return f"; asked of the worker: {answer['status']}"
 
 
+def _seconds_table(columns: tuple, rows: list, rest) -> list:
+    """A seconds-per-image table: a row per configuration or seed-table entry (both carry `label`
+    and `seconds`), `columns[0]` naming the label, then seconds, then `rest(row)`: the cells after,
+    under `columns[1:]`."""
+    header = [columns[0], "seconds per image", *columns[1:]]
+    return [
+        f"| {' | '.join(header)} |",
+        "|" + "---|" * len(header),
+        *(f"| {row['label']} | {row['seconds']:.1f} | {rest(row)} |" for row in rows),
+    ]
+
+
 def render_sd15_served(r: dict, native_bf16: bool) -> list:
     n = served_numbers(r)
     size = r["size_px"]
@@ -158,21 +170,15 @@ def render_sd15_served(r: dict, native_bf16: bool) -> list:
         "Seconds per image by configuration (*served*: whole images through the server, median where run more than "
         "once; *composed*: the same run's served per-step, text, adapter-swap, decode and overhead seconds added up):",
         "",
-        "| configuration | seconds per image | how | from |",
-        "|---|---|---|---|",
-    ]
-    for c in r.get("configurations", []):
-        lines.append(f"| {c['label']} | {c['seconds']:.1f} | {c['how']} | {c['from']} |")
-    lines += [
+        *_seconds_table(
+            ("configuration", "how", "from"), r.get("configurations", []), lambda c: f"{c['how']} | {c['from']}"
+        ),
         "",
         f"The animals seed's table ({size} px):",
         "",
-        "| steps | seconds per image | how |",
-        "|---|---|---|",
-    ]
-    for row in r.get("seed_table", []):
-        lines.append(f"| {row['label']} | {row['seconds']:.1f} | {row['how']}: {row['from']}{_served_answer(row)} |")
-    lines += [
+        *_seconds_table(
+            ("steps", "how"), r.get("seed_table", []), lambda row: f"{row['how']}: {row['from']}{_served_answer(row)}"
+        ),
         "",
         "Served requests, in order (seconds; `timings_ms` of the worker; overhead = client wall minus the timed stages):",
         "",

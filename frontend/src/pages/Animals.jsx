@@ -4,9 +4,9 @@ import { schedulerName, toFormData, useDescribe } from "../describe.js";
 import { useFormValues, useJob } from "../hooks.js";
 import { AdjustedImage } from "../components/AdjustedImage.jsx";
 import { AnimalPicker } from "../components/AnimalPicker.jsx";
-import { FormError, LoadState, NumberField, ProgressBar, SeedField, TextField, fieldError } from "../components/controls.jsx";
+import { FormError, LoadState, NumberField, SeedField, TextField, fieldError } from "../components/controls.jsx";
+import { DenoisingProgress } from "../components/DenoisingProgress.jsx";
 import { ModelSettings, useVersionChoice } from "../components/ModelSettings.jsx";
-import { LivePreview, LivePreviewToggle } from "../components/LivePreview.jsx";
 import { Page } from "../components/Page.jsx";
 import { StepsComparison } from "../components/StepsComparison.jsx";
 
@@ -75,21 +75,7 @@ function AnimalsForm({ info: defaultInfo }) {
               ))}
             </div>
           </details>
-          <div className="flex gap-2">
-            <button type="submit" className="btn-primary flex-1" disabled={job.busy}>
-              {job.busy ? "Generating…" : "Generate"}
-            </button>
-            <button type="button" className="btn-secondary" onClick={job.cancel} disabled={!job.busy}>
-              Cancel
-            </button>
-          </div>
-          <LivePreviewToggle fields={fields} value={values.preview} onChange={set("preview")} error={fieldError(error, "preview")} />
-          <div className="flex items-center gap-3">
-            <div aria-live="polite" className="min-w-0 flex-1">
-              <ProgressBar progress={job.progress} label="Denoising" />
-            </div>
-            <LivePreview progress={job.progress} busy={job.busy} />
-          </div>
+          <DenoisingProgress job={job} fields={fields} values={values} set={set} error={error} />
         </form>
         <figure className="card space-y-3" aria-live="polite">
           <figcaption className="text-sm font-medium text-slate-700">

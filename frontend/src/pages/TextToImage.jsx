@@ -2,9 +2,9 @@ import { useState } from "react";
 import { decodeImages, predictStream } from "../api.js";
 import { schedulerName, toFormData, useDescribe } from "../describe.js";
 import { useFormValues, useJob } from "../hooks.js";
-import { ChoiceField, FormError, LoadState, NumberField, ProgressBar, SeedField, TextField, fieldError } from "../components/controls.jsx";
+import { ChoiceField, FormError, LoadState, NumberField, SeedField, TextField, fieldError } from "../components/controls.jsx";
+import { DenoisingProgress } from "../components/DenoisingProgress.jsx";
 import { Gallery } from "../components/Gallery.jsx";
-import { LivePreview, LivePreviewToggle } from "../components/LivePreview.jsx";
 import { Page } from "../components/Page.jsx";
 
 const MODEL = "txt2img";
@@ -59,21 +59,7 @@ function TextToImageForm({ info }) {
         </div>
         <NumberField name="num_images" label="Images" spec={fields.num_images} value={values.num_images} onChange={set("num_images")}
           error={fieldError(error, "num_images")} hint={`1-${fields.num_images.max}`} />
-        <div className="flex gap-2">
-          <button type="submit" className="btn-primary flex-1" disabled={job.busy}>
-            {job.busy ? "Generating…" : "Generate"}
-          </button>
-          <button type="button" className="btn-secondary" onClick={job.cancel} disabled={!job.busy}>
-            Cancel
-          </button>
-        </div>
-        <LivePreviewToggle fields={fields} value={values.preview} onChange={set("preview")} error={fieldError(error, "preview")} />
-        <div className="flex items-center gap-3">
-          <div aria-live="polite" className="min-w-0 flex-1">
-            <ProgressBar progress={job.progress} label="Denoising" />
-          </div>
-          <LivePreview progress={job.progress} busy={job.busy} />
-        </div>
+        <DenoisingProgress job={job} fields={fields} values={values} set={set} error={error} />
       </form>
       <Gallery items={gallery} model={MODEL} describe={(answer) => [
         ["Prompt", answer.parameters.prompt],

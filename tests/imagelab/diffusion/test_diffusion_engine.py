@@ -200,10 +200,10 @@ def test_nan_decode_is_retried_in_float32(tiny_sd15_dir, monkeypatch):
 
     monkeypatch.setattr(AutoencoderKL, "decode", overflowing_decode)
     result = engine.generate([job(num_images=2)])[0]
-    assert result.vae_fp32_retries == 2 and engine.vae_fp32_retries == 2
+    assert result.vae_fp32_retries == 2 and engine.decoders.vae_fp32_retries == 2
     assert all(pixels(result, i).std() > 5 for i in range(2))  # a real picture, not black
 
-    engine._vae_fp32 = None
+    engine.decoders.vae_fp32 = None
     monkeypatch.setattr(AutoencoderKL, "decode", lambda self, z, *a, **k: (torch.full_like(z, float("nan")),))
     with pytest.raises(NonFiniteImageError):
         engine.generate([job()])
@@ -278,7 +278,7 @@ def test_an_exception_in_one_group_fails_only_that_group(engine, monkeypatch):
 
 
 def test_a_failed_decode_fails_only_that_job(engine, monkeypatch):
-    decode_safely = engine._decode_safely
+    decode_safely = engine.decoders.decode_safely
     calls = []
 
     def one_bad_decode(latents, decoder="full"):
@@ -287,7 +287,7 @@ def test_a_failed_decode_fails_only_that_job(engine, monkeypatch):
             raise NonFiniteImageError("injected NaN in the second image")
         return decode_safely(latents, decoder)
 
-    monkeypatch.setattr(engine, "_decode_safely", one_bad_decode)
+    monkeypatch.setattr(engine.decoders, "decode_safely", one_bad_decode)
     outcomes = engine.generate_each([job(seed=1), job(seed=2), job(seed=3)])
     assert isinstance(outcomes[1], NonFiniteImageError)
     assert [o.seeds for o in (outcomes[0], outcomes[2])] == [[1], [3]]
