@@ -46,7 +46,7 @@ class FastStyleService(Service):
         self.manifest = read_archive_manifest(context.model_dir)
         dtype = resolve_dtype(s.dtype, context.device)
         self.models = {
-            style: load_transformer_net(context.model_dir / path, context.device, dtype, not s.batch_invariant)
+            style: load_transformer_net(context.model_dir / path, context.device, dtype, channels_last=True)
             for style, path in self.settings.styles.items()
         }
         self.inference_path = inference_path(self.models[s.default_style])
@@ -82,6 +82,7 @@ class FastStyleService(Service):
                 "path": self.inference_path,
                 "dtype_setting": s.dtype,
                 "batch_invariant": s.batch_invariant,
+                "images_per_call": 1 if s.batch_invariant else "up to max_pixels_per_call",
                 "compiled": False,
             },
             "max_pixels_per_call": s.max_side_px**2,
@@ -100,20 +101,11 @@ class FastStyleService(Service):
         return self.admission.run_within_budget(requests, work_of, self._stylize, progress)
 
     def _stylize(self, requests: list, progress) -> list:
-        """Group by (style, size) so each group is one tensor batch through one network, in
-        calls of at most one max-size image's pixels, which bounds the activations' peak memory."""
-        groups: dict = {}
-        per_call = self.settings.max_side_px**2
-        for index, request in enumerate(requests):
-            width, height = request.image.size
-            key = (request.style, request.image.size)
-            calls = groups.setdefault(key, [[]])
-            if (len(calls[-1]) + 1) * width * height > per_call and calls[-1]:
-                calls.append([])
-            calls[-1].append(index)
-        groups = {(key, n): call for key, calls in groups.items() for n, call in enumerate(calls)}
+        """Each network call of `_calls`, timed and observed by admission; every result says how
+        many requests ran in this batch (`batch_size`) and how many images its call held."""
         results = [None] * len(requests)
-        for ((style, _), _), indices in groups.items():
+        for indices in self._calls(requests):
+            style = requests[indices[0]].style
             started = time.perf_counter()
             batch = images_to_batch([requests[i].image for i in indices])  # (B, 3, H, W)
             images = batch_to_images(stylize(self.models[style], batch))
@@ -125,6 +117,24 @@ class FastStyleService(Service):
                     images=[image],
                     parameters={"style": style, "max_side_px": request.max_side_px},
                     timings_ms={"stylize": elapsed_ms},
-                    extra={"batch_size": len(indices)},
+                    extra={"batch_size": len(requests), "network_batch": len(indices)},
                 )
         return results
+
+    def _calls(self, requests: list) -> list[list[int]]:
+        """The requests' indices per network call. batch_invariant: one image per call, so an
+        image's pixels cannot depend on its neighbours (channels_last kernels round by batch
+        size); on the 2-core CPU measured it is also as fast per image at 256 px and faster
+        from 512 px up (BENCHMARKS.md fast_style). Else the images of one style and size share calls of at
+        most one max-size image's pixels, which bounds the activations' peak memory."""
+        if self.settings.batch_invariant:
+            return [[index] for index in range(len(requests))]
+        groups: dict = {}
+        per_call = self.settings.max_side_px**2
+        for index, request in enumerate(requests):
+            width, height = request.image.size
+            calls = groups.setdefault((request.style, request.image.size), [[]])
+            if (len(calls[-1]) + 1) * width * height > per_call and calls[-1]:
+                calls.append([])
+            calls[-1].append(index)
+        return [call for calls in groups.values() for call in calls]

@@ -77,8 +77,10 @@ class FastStyleSettings(HandlerSettings):
     # TransformerNet precision: auto is bf16 on CPUs with native bf16 (PSNR ~49 dB against
     # fp32, tests/imagelab/fast_style/test_fast_path.py), fp16 on CUDA, else fp32.
     dtype: str = "auto"
-    # True: NCHW, each image's pixels independent of its batch (the API's promise); False:
-    # channels_last, ~25 % faster for batches of 4+ (imagelab/fast_style/weights.py).
+    # True: each image through the network alone, its pixels independent of its batch (the
+    # API's promise); False: images of one style and size share network calls (what batching
+    # usually buys on GPUs, not measured here; on the 2-core CPU measured no faster at 256 px
+    # and slower from 512 px: BENCHMARKS.md fast_style).
     batch_invariant: bool = True
 
     def __post_init__(self):

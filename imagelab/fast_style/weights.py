@@ -34,10 +34,11 @@ def load_transformer_net(
     (pick it with imagelab.devices.resolve_dtype: bf16 only where the CPU has it natively, fp16
     on CUDA, where the 0-255 activations fit). `stylize` feeds it input in its own layout.
 
-    channels_last (oneDNN's native layout) is ~25 % faster for batches of 4+ on an AVX512-BF16
-    Xeon, but oneDNN then picks kernels by batch size, so an image batched with others differs
-    by up to 2 levels from the same image alone; in NCHW the result is the same bit for bit
-    whatever the batch, which the API promises. Hence off unless a caller gives that up.
+    channels_last (oneDNN's native layout) is faster than NCHW for one 512 px image in bf16 and
+    in fp32 on the CPUs measured (BENCHMARKS.md fast_style), but oneDNN then picks kernels by
+    batch size, so an image batched with others differs by up to 2 levels from the same image
+    alone; in NCHW the result is the same bit for bit whatever the batch. The service keeps the
+    API's same-image promise by running each image alone (handlers/services/fast_style.py).
     """
     state = clean_state_dict(read_state_dict(path))
     model = TransformerNet()

@@ -1,8 +1,10 @@
 """fast_style at 512x512, in one run: in-process throughput of the fp32 eager network plus the
-server's codec work (the baseline) and of the network as the archive serves it (bf16 where the
-CPU has it natively), against throughput served by TorchServe at saturation with every process's
-CPU counted (clients, Java frontend, worker); the batching curve (batchSize x maxBatchDelay);
-thread variants; a per-request profile; GFLOP/s per core against the same-run matmul peaks.
+server's codec work (the baseline: its fastest batch size) and of the network as the archive
+serves it (bf16 where the CPU has it natively, channels_last, one image per call when
+batch_invariant), each over batch sizes 1-8 (the in-process batching curve), against throughput
+served by TorchServe at saturation with every process's CPU counted (clients, Java frontend,
+worker); the served batching curve (batchSize x maxBatchDelay x clients); thread variants; a
+per-request profile; GFLOP/s per core against the same-run matmul peaks.
 
     python -m loadtests.bench.fast_style --out fast_style.json [--quick] [--images 48] [--variants shipped,batch1]
 """
@@ -25,6 +27,7 @@ from handlers.common.images import encode_image
 from imagelab.devices import resolve_dtype
 from imagelab.fast_style.stylize import batch_to_images, images_to_batch, inference_path, stylize
 from imagelab.fast_style.transformer_net import TransformerNet
+from loadtests.bench.fast_style_compile import compile_vs_eager
 from loadtests.bench.measure import PeakRss, count_flops, matmul_peak_gflops, section_parser, write_results
 from loadtests.bench.serving import frontend_metrics, frontend_pid, running_server, worker_pids
 
@@ -32,62 +35,95 @@ SIDE_PX = 512
 SHIPPED = yaml.safe_load(CAPABILITIES["fast_style"].config.read_text())
 SHIPPED_BATCH = SHIPPED["batchSize"]
 SHIPPED_DELAY_MS = SHIPPED["maxBatchDelay"]
+SHIPPED_QUEUE = SHIPPED["jobQueueSize"]
+# Images per network call as the handler runs them (handlers/services/fast_style.py _calls).
+SHIPPED_PER_CALL = 1 if (SHIPPED.get("handler") or {}).get("batch_invariant", True) else SHIPPED_BATCH
+IN_PROCESS_BATCHES = (1, 2, 4, 8)
+
+
+def saturating_clients(batch_size: int) -> int:
+    """Twice the batch, so one batch waits while the other runs, but never more than the job
+    queue holds: clients past it get the frontend's 503 in the opening burst."""
+    return max(2, min(2 * batch_size, SHIPPED_QUEUE))
+
 
 # Served variants: (name, model-config changes, config.properties overrides, environment,
-# concurrent clients). Saturation = twice as many clients as the batch holds; the 4-client
-# points leave a batch of 8 under-filled, where maxBatchDelay is paid on every batch.
+# concurrent clients[, image side]). The batchN rows are the served batching curve at
+# saturation; the 4-client points leave a batch of 8 under-filled, where maxBatchDelay is paid
+# on every batch; the 64 px pair is where the per-request cost, not the network, dominates.
+SMALL_PX = 64
 VARIANTS = (
-    ("shipped", {}, {}, {}, 2 * SHIPPED_BATCH),
-    ("batch1", {"batchSize": 1}, {}, {}, 2),
-    ("batch4", {"batchSize": 4}, {}, {}, 8),
-    ("batch8_4clients", {}, {}, {}, 4),
-    ("batch8_delay200_4clients", {"maxBatchDelay": 200}, {}, {}, 4),
-    ("netty1", {}, {"number_of_netty_threads": "1", "netty_client_threads": "1"}, {}, 2 * SHIPPED_BATCH),
-    ("omp_passive", {}, {}, {"OMP_WAIT_POLICY": "PASSIVE"}, 2 * SHIPPED_BATCH),
+    ("shipped", {}, {}, {}, saturating_clients(SHIPPED_BATCH)),
+    *((f"batch{b}", {"batchSize": b}, {}, {}, saturating_clients(b)) for b in IN_PROCESS_BATCHES if b != SHIPPED_BATCH),
+    ("batch8_4clients", {"batchSize": 8}, {}, {}, 4),
+    ("batch8_delay200_4clients", {"batchSize": 8, "maxBatchDelay": 200}, {}, {}, 4),
+    (
+        "netty1",
+        {},
+        {"number_of_netty_threads": "1", "netty_client_threads": "1"},
+        {},
+        saturating_clients(SHIPPED_BATCH),
+    ),
+    ("omp_passive", {}, {}, {"OMP_WAIT_POLICY": "PASSIVE"}, saturating_clients(SHIPPED_BATCH)),
+    ("shipped_64px", {}, {}, {}, saturating_clients(SHIPPED_BATCH), SMALL_PX),
+    ("batch1_64px", {"batchSize": 1}, {}, {}, saturating_clients(SHIPPED_BATCH), SMALL_PX),
 )
-QUICK_VARIANTS = ("shipped", "batch1")
+QUICK_VARIANTS = ("shipped", "batch1" if SHIPPED_BATCH != 1 else "batch8")
 
 
 def photo_512() -> Image.Image:
     return Image.fromarray(skimage.data.astronaut())  # 512x512 RGB
 
 
-def photo_jpeg() -> bytes:
+def photo_jpeg(side_px: int = SIDE_PX) -> bytes:
     buffer = io.BytesIO()
-    photo_512().save(buffer, format="JPEG", quality=90)
+    photo_512().resize((side_px, side_px), Image.Resampling.BICUBIC).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
 def served_network() -> tuple:
     """-> (TransformerNet as the shipped archive runs it, its dtype name): the handler's
-    choices (FastStyleSettings: dtype auto, channels_last only when not batch_invariant)."""
+    choices (FastStyleSettings dtype, channels_last always: handlers/services/fast_style.py)."""
     settings = SHIPPED.get("handler") or {}
     dtype = resolve_dtype(settings.get("dtype", "auto"), "cpu")
-    layout = torch.contiguous_format if settings.get("batch_invariant", True) else torch.channels_last
     torch.manual_seed(0)
-    model = TransformerNet().eval().to(dtype=dtype, memory_format=layout)
+    model = TransformerNet().eval().to(dtype=dtype, memory_format=torch.channels_last)
     return model, str(dtype).removeprefix("torch.")
 
 
-def timed_batches(model: TransformerNet, batch_size: int, runs: int) -> dict:
-    """Seconds per call of `stylize` on batch_size copies of the photo, after a batch-1 warm-up
-    (kernel selection; a full warm-up batch would double the cost of the slow fp32 rows)."""
-    photo = photo_512()
-    stylize(model, images_to_batch([photo]))
-    batch = images_to_batch([photo] * batch_size)  # (B, 3, 512, 512)
-    samples = []
-    for _ in range(runs):
-        cpu = time.process_time()
+def sustained(model: TransformerNet, batch_size: int, min_s: float) -> dict:
+    """The worker's work at saturation, in this process, for at least `min_s` seconds: per call
+    decode `batch_size` JPEGs, the tensor conversions, the network, a PNG encode per output.
+    Sustained, because one or two calls ran ~25 % faster than a window as long as the served
+    one on the 2-core VM (BENCHMARKS.md fast_style), which once read as serving overhead."""
+    jpeg = photo_jpeg()
+    stylize(model, images_to_batch([photo_512()]))  # warm-up at batch 1: kernel selection
+
+    def call() -> float:
+        photos = [Image.open(io.BytesIO(jpeg)).convert("RGB") for _ in range(batch_size)]
+        batch = images_to_batch(photos)
         started = time.perf_counter()
-        stylize(model, batch)
-        samples.append((time.perf_counter() - started, time.process_time() - cpu))
-    wall = sorted(s for s, _ in samples)[len(samples) // 2]
+        out = stylize(model, batch)
+        network_s = time.perf_counter() - started
+        for image in batch_to_images(out):
+            encode_image(image, "png", 90)
+        return network_s
+
+    calls, network_s = 0, 0.0
+    cpu = time.process_time()
+    started = time.perf_counter()
+    while calls < 2 or time.perf_counter() - started < min_s:
+        network_s += call()
+        calls += 1
+    wall = time.perf_counter() - started
+    images = calls * batch_size
     return {
         "batch_size": batch_size,
-        "runs": runs,
-        "median_s": wall,
-        "images_per_s": batch_size / wall,
-        "cpu_s_per_image": sum(c for _, c in samples) / runs / batch_size,
+        "calls": calls,
+        "wall_s": wall,
+        "images_per_s": images / wall,  # network + codec, as the worker does it
+        "network_images_per_s": images / network_s,
+        "cpu_s_per_image": (time.process_time() - cpu) / images,
     }
 
 
@@ -117,9 +153,9 @@ def codec_s_per_image(runs: int = 5) -> dict:
     return costs
 
 
-def in_process(runs: int, batch_sizes: tuple) -> dict:
-    """The baseline (fp32 NCHW eager network + codec) and the served configuration, with this
-    process's torch threads and no clients beside them."""
+def in_process(min_s: float, batch_sizes: tuple) -> dict:
+    """The baseline (fp32 NCHW eager network + codec) and the served network + codec at each
+    batch size, sustained for `min_s` each, with this process's torch threads and no clients."""
     torch.manual_seed(0)
     baseline = TransformerNet().eval()
     fast, dtype = served_network()
@@ -127,8 +163,8 @@ def in_process(runs: int, batch_sizes: tuple) -> dict:
         "served_dtype": dtype,
         "served_path": inference_path(fast),
         "codec_s": codec_s_per_image(),
-        "fp32": {f"batch{b}": timed_batches(baseline, b, runs) for b in batch_sizes},
-        "served_config": {f"batch{b}": timed_batches(fast, b, runs) for b in batch_sizes},
+        "fp32": {f"batch{b}": sustained(baseline, b, min_s) for b in batch_sizes},
+        "served_config": {f"batch{b}": sustained(fast, b, min_s) for b in batch_sizes},
     }
     del baseline, fast
     return results
@@ -179,12 +215,14 @@ class CpuMeter:
             self.used_s[name] = self._cpu(process) - self._start[name]
 
 
-def saturate(url: str, key: str, clients: int, requests_per_client: int, profile: bool = False) -> dict:
+def saturate(
+    url: str, key: str, clients: int, requests_per_client: int, profile: bool = False, side_px: int = SIDE_PX
+) -> dict:
     """`clients` threads each posting the photo `requests_per_client` times back to back (a
     fixed count rather than a fixed time, so whole batches finish inside the measurement).
     profile: ask for JSON (base64 PNG plus metadata) to collect the handler's timings_ms."""
-    body = photo_jpeg()
-    fields = {"style": "candy", "max_side_px": str(SIDE_PX)}
+    body = photo_jpeg(side_px)
+    fields = {"style": "candy", "max_side_px": str(side_px)}
     if profile:
         fields["response_format"] = "json"
     latencies_s, failures, timings = [], [], []
@@ -235,23 +273,26 @@ def saturate(url: str, key: str, clients: int, requests_per_client: int, profile
     return result
 
 
-def served(name: str, changes: dict, overrides: dict, environment: dict, clients: int, images: int) -> dict:
+def served(
+    name: str, changes: dict, overrides: dict, environment: dict, clients: int, images: int, side_px: int = SIDE_PX
+) -> dict:
     """A TorchServe with the fast_style archive rebuilt with `changes`, `clients` posting
-    `images` photos in all; CPU of clients, frontend and worker counted over the window."""
+    `images` photos of `side_px` in all; CPU of clients, frontend and worker counted over the window."""
     with running_server(("fast_style",), changes or None, overrides=overrides, environment=environment) as server:
         key = server.keys().inference
         batch = changes.get("batchSize", SHIPPED_BATCH)
-        saturate(server.inference_url, key, clients=batch, requests_per_client=1)  # warm-up: one batch
+        saturate(server.inference_url, key, clients=batch, requests_per_client=1, side_px=side_px)  # warm-up
         pid = worker_pids(server, "fast_style")[0]
         before = frontend_metrics(server, "fast_style")
         with PeakRss(pid) as rss, CpuMeter({"frontend": frontend_pid(server), "worker": pid}) as cpu:
-            result = saturate(server.inference_url, key, clients, requests_per_client=max(1, images // clients))
+            result = saturate(server.inference_url, key, clients, max(1, images // clients), side_px=side_px)
         after = frontend_metrics(server, "fast_style")
         if name == "shipped":
             result["profile"] = saturate(server.inference_url, key, clients, 1, profile=True)
             result["profile"]["frontend_metrics_delta"] = _delta(frontend_metrics(server, "fast_style"), after)
     result.update(
         name=name,
+        side_px=side_px,
         batch_size=batch,
         max_batch_delay_ms=changes.get("maxBatchDelay", SHIPPED_DELAY_MS),
         overrides=overrides,
@@ -272,33 +313,41 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="images per served measurement (default 48, quick 16)")
     parser.add_argument("--variants", help=f"served variants, comma-separated, of {[v[0] for v in VARIANTS]}")
     args = parser.parse_args()
-    runs = 1 if args.quick else 2
+    min_s = 5.0 if args.quick else 15.0  # per in-process point: about the served window
     images = args.images or (16 if args.quick else 48)
-    batch_sizes = (SHIPPED_BATCH,)  # batch 1 and others: the served batching curve
+    batch_sizes = tuple(sorted({1, SHIPPED_PER_CALL, SHIPPED_BATCH})) if args.quick else IN_PROCESS_BATCHES
     results = {
         "side_px": SIDE_PX,
         "quick": args.quick,
         "cores": len(os.sched_getaffinity(0)),
-        "shipped": {"batch_size": SHIPPED_BATCH, "max_batch_delay_ms": SHIPPED_DELAY_MS},
+        "shipped": {
+            "batch_size": SHIPPED_BATCH,
+            "max_batch_delay_ms": SHIPPED_DELAY_MS,
+            "job_queue_size": SHIPPED_QUEUE,
+            "images_per_call": SHIPPED_PER_CALL,
+        },
     }
     peak_s = 1.0 if args.quick else 2.0
     results["matmul_peak"] = [matmul_peak_gflops(d, 2048, peak_s) for d in (torch.float32, torch.bfloat16)]
     results["flops_per_image"] = flops_per_image()
     results["png_levels_2048"] = png_levels()
+    results["compile"] = compile_vs_eager(next(served_network()[0].parameters()).dtype)
     # In-process before and after serving: the machine is shared, so the spread between the
     # two says how much the load drifted while the servers ran.
-    results["in_process_before"] = in_process(runs, batch_sizes)
+    results["in_process_before"] = in_process(min_s, batch_sizes)
     names = args.variants.split(",") if args.variants else QUICK_VARIANTS if args.quick else [v[0] for v in VARIANTS]
     if "shipped" not in names:
         parser.error("--variants must include shipped (the headline and the profile)")
     results["served"] = {}
-    for name, changes, overrides, environment, clients in VARIANTS:
+    for name, changes, overrides, environment, clients, *side in VARIANTS:
         if name in names:
             print(f"fast_style served: {name} ...", flush=True)
             count = images if name == "shipped" else images * 2 // 3  # the headline gets the most
-            results["served"][name] = served(name, changes, overrides, environment, clients, count)
+            if side:  # small images: as many seconds of work, many more requests
+                count *= (SIDE_PX // side[0]) ** 2 // 8
+            results["served"][name] = served(name, changes, overrides, environment, clients, count, *side)
             write_results(args.out, results)  # what a stopped run measured so far stays readable
-    results["in_process_after"] = in_process(runs, batch_sizes)
+    results["in_process_after"] = in_process(min_s, batch_sizes)
     write_results(args.out, results)
 
 

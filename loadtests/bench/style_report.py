@@ -19,8 +19,8 @@ def _in_process(r: dict) -> list:
     return [r[when] for when in ("in_process_before", "in_process_after") if when in r]
 
 
-def _mean(r: dict, kind: str, batch: str) -> float:
-    rows = [run[kind][batch]["images_per_s"] for run in _in_process(r)]
+def _mean(r: dict, kind: str, batch: str, key: str = "images_per_s") -> float:
+    rows = [run[kind][batch][key] for run in _in_process(r)]
     return sum(rows) / len(rows)
 
 
@@ -28,13 +28,27 @@ def _with_codec(images_per_s: float, codec_s: float) -> float:
     return 1.0 / (1.0 / images_per_s + codec_s)
 
 
+def _rates(r: dict, kind: str, batch: str, codec_s: float) -> tuple:
+    """-> (network images/s, network + codec images/s). Sustained runs time both in one loop;
+    older results timed the network alone, in a burst, and the codec apart."""
+    if "network_images_per_s" in r["in_process_before"][kind][batch]:
+        return _mean(r, kind, batch, "network_images_per_s"), _mean(r, kind, batch)
+    network = _mean(r, kind, batch)
+    return network, _with_codec(network, codec_s)
+
+
 def fast_style_numbers(r: dict) -> dict:
-    """In-process figures are the mean of the runs before and after serving."""
-    batch = f"batch{r['shipped']['batch_size']}"
+    """In-process figures are the mean of the runs before and after serving. The baseline is
+    the fp32 network at its fastest batch size; the served network is timed at the images per
+    call the handler runs (one with batch_invariant; older results: the archive's batchSize)."""
+    shipped_config = r["shipped"]
+    batch = f"batch{shipped_config.get('images_per_call', shipped_config['batch_size'])}"
     runs = _in_process(r)
     codec_s = sum(run["codec_s"]["total"] for run in runs) / len(runs)
-    fp32, fast = _mean(r, "fp32", batch), _mean(r, "served_config", batch)
-    baseline, fast_codec = _with_codec(fp32, codec_s), _with_codec(fast, codec_s)
+    fp32_batch = max(runs[0]["fp32"], key=lambda b: _rates(r, "fp32", b, codec_s)[1])
+    fp32, baseline = _rates(r, "fp32", fp32_batch, codec_s)
+    fast, fast_codec = _rates(r, "served_config", batch, codec_s)
+    sustained = "network_images_per_s" in runs[0]["served_config"][batch]
     shipped = r["served"]["shipped"]
     served = shipped["images_per_s"]
     dtype = r["in_process_before"]["served_dtype"]
@@ -46,11 +60,13 @@ def fast_style_numbers(r: dict) -> dict:
     # CPU seconds per image, which the shared machine's load inflates far less than wall time:
     # served = clients + frontend + worker; in-process = the same network + the codec.
     served_cpu = sum(shipped["cpu_s"].values()) / max(1, shipped["images"])
-    in_process_cpu = sum(run["served_config"][batch]["cpu_s_per_image"] for run in runs) / len(runs) + codec_s
+    in_process_cpu = sum(run["served_config"][batch]["cpu_s_per_image"] for run in runs) / len(runs)
+    in_process_cpu += 0.0 if sustained else codec_s  # sustained runs count the codec's CPU already
     before = runs[0]["served_config"][batch]["images_per_s"]
     after = runs[-1]["served_config"][batch]["images_per_s"]
     return {
         "batch": batch,
+        "fp32_batch": fp32_batch,
         "codec_s": codec_s,
         "fp32": fp32,
         "fast": fast,
@@ -59,7 +75,8 @@ def fast_style_numbers(r: dict) -> dict:
         "served": served,
         "vs_baseline": served / baseline,
         "overhead": 1.0 - served / fast_codec,
-        "drift": abs(before - after) / fast,
+        "drift": abs(before - after) / ((before + after) / 2),
+        "sustained": sustained,
         "dtype": dtype,
         "fp32_gflops_core": gflops_per_core(fp32),
         "fast_gflops_core": gflops_per_core(fast),
@@ -124,8 +141,10 @@ def neural_style_targets(r: dict) -> list:
     ]
 
 
-def _variant_label(v: dict) -> str:
+def _variant_label(v: dict, side_px: int) -> str:
     extra = ", ".join([f"{k}={x}" for k, x in {**v["overrides"], **v["environment"]}.items()])
+    if v.get("side_px", side_px) != side_px:
+        extra = ", ".join(filter(None, [f"{v['side_px']} px images", extra]))
     return f"{v['name']}: batchSize {v['batch_size']}, maxBatchDelay {v['max_batch_delay_ms']} ms" + (
         f", {extra}" if extra else ""
     )
@@ -146,23 +165,26 @@ def fast_style_section(r: dict) -> list:
     lines = [
         f"## fast_style ({r['side_px']}x{r['side_px']}, full-size TransformerNet)",
         "",
-        f"Served configuration: {before['served_path']} (the shipped archive: `dtype: auto`, batch_invariant). "
+        f"Served configuration: {before['served_path']}, {b.removeprefix('batch')} image(s) per network call "
+        f"(the shipped archive: `dtype: auto`, batch_invariant; batchSize {r['shipped']['batch_size']}, "
+        f"maxBatchDelay {r['shipped']['max_batch_delay_ms']} ms). "
         f"Codec per image, in-process: JPEG decode {codec['jpeg_decode'] * 1e3:.1f} ms, tensor conversions "
         f"{codec['tensor_conversion'] * 1e3:.1f} ms, PNG encode {codec['png_encode'] * 1e3:.1f} ms (compress_level 1).",
         "",
-        "| in-process (no clients) | images/s | CPU s per image |",
-        "|---|---|---|",
+        f"| in-process{', sustained' if n['sustained'] else ''} (no clients) | network images/s "
+        "| network + codec images/s (before / after serving) | CPU s per image |",
+        "|---|---|---|---|",
     ]
-    for kind, label in (("fp32", "fp32 NCHW eager"), ("served_config", f"served network ({n['dtype']})")):
+    for kind, label in (("fp32", "fp32 NCHW eager"), ("served_config", f"served network ({n['dtype']} channels_last)")):
         for batch in before[kind]:
+            network, with_codec = _rates(r, kind, batch, n["codec_s"])
             lines.append(
-                f"| {label}, {batch} (before serving {before[kind][batch]['images_per_s']:.2f}, after "
-                f"{after[kind][batch]['images_per_s']:.2f}) | {_mean(r, kind, batch):.2f} "
-                f"| {before[kind][batch]['cpu_s_per_image']:.2f} |"
+                f"| {label}, {batch} | {network:.2f} | {with_codec:.2f} ({before[kind][batch]['images_per_s']:.2f} / "
+                f"{after[kind][batch]['images_per_s']:.2f}) | {before[kind][batch]['cpu_s_per_image']:.2f} |"
             )
     lines += [
-        f"| **baseline**: fp32 eager network + codec, {b} | **{n['baseline']:.2f}** | |",
-        f"| served network + codec, {b} | {n['fast_codec']:.2f} | |",
+        f"| **baseline**: fp32 eager network + codec, {n['fp32_batch']} (its fastest) | | **{n['baseline']:.2f}** | |",
+        f"| served network + codec, {b} (as the handler runs it) | | {n['fast_codec']:.2f} | |",
         "",
         "| served (TorchServe at saturation) | clients | images | images/s | p50 s | CPU s per image: clients / frontend / worker | CPU busy |",
         "|---|---|---|---|---|---|---|",
@@ -171,7 +193,7 @@ def fast_style_section(r: dict) -> list:
         cpu, images = v["cpu_s"], max(1, v["images"])
         busy = sum(cpu.values()) / (v["duration_s"] * r["cores"])
         lines.append(
-            f"| {_variant_label(v)} | {v['clients']} | {v['images']} ({_failures(v)}) | {v['images_per_s']:.2f} "
+            f"| {_variant_label(v, r['side_px'])} | {v['clients']} | {v['images']} ({_failures(v)}) | {v['images_per_s']:.2f} "
             f"| {v['latency_s_p50']:.1f} | {cpu['clients'] / images:.3f} / {cpu['frontend'] / images:.3f} / "
             f"{cpu['worker'] / images:.2f} | {busy:.0%} |"
         )
@@ -194,7 +216,7 @@ def fast_style_section(r: dict) -> list:
         f"through TorchServe {n['served_gflops_core']:.0f}.",
         "",
     ]
-    lines += _profile(r["served"]["shipped"]) + _png_levels(r)
+    lines += _profile(r["served"]["shipped"]) + _png_levels(r) + _compile(r)
     return lines
 
 
@@ -243,6 +265,32 @@ def _png_levels(r: dict) -> list:
     return lines + [""]
 
 
+def _compile(r: dict) -> list:
+    c = r.get("compile")
+    if not c:
+        return []
+    eager, other = c["s_per_image"]["eager"], c["s_per_image_other"]["eager"]
+    side, second = f"{c['side_px']} px", f"{c['other_px']} px"
+
+    def row(label: str, name: str, compile_s: float, new_size_s: float) -> str:
+        at_other = c["s_per_image_other"].get(name)
+        at_other_text = f"{at_other:.3f} ({other / at_other:.2f}x)" if at_other else "a graph of its own"
+        s = c["s_per_image"][name]
+        return f"| {label} | {s:.3f} ({eager / s:.2f}x) | {at_other_text} | {compile_s:.1f} | {new_size_s:.1f} |"
+
+    return [
+        f"`torch.compile` of TransformerNet ({c['dtype']} channels_last, one image per call as served; "
+        "cold inductor cache; loadtests/bench/fast_style_compile.py):",
+        "",
+        f"| | s per {side} image (vs eager) | s per {second} image | compile s (first call) | first call at {second}, s |",
+        "|---|---|---|---|---|",
+        f"| eager | {eager:.3f} | {other:.3f} | - | - |",
+        row("inductor, static shapes", "static", c["static_compile_s"], c["static_new_size_first_call_s"]),
+        row("inductor, dynamic shapes", "dynamic", c["dynamic_compile_s"], c["dynamic_new_size_first_call_s"]),
+        "",
+    ]
+
+
 def neural_style_section(r: dict) -> list:
     w, h = r["content_size_px"]
     numbers = neural_style_numbers(r)
@@ -285,7 +333,7 @@ def style_plots(results: dict, plt, save) -> None:
         save(fig, "fast_style_throughput")
         fig, ax = plt.subplots(figsize=(6.5, 3))
         for v in r["served"].values():
-            if v["overrides"] or v["environment"]:
+            if v["overrides"] or v["environment"] or v.get("side_px", r["side_px"]) != r["side_px"]:
                 continue
             ax.scatter(
                 v["latency_s_p50"],

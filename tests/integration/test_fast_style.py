@@ -173,7 +173,7 @@ def test_concurrent_mixed_burst_equals_answers_alone(server, photo_jpeg, photo_p
 
     # Each case twice in a row: only requests of one style and size share a network batch.
     twice = [i for i in range(len(cases)) for _ in (0, 1)]
-    for _ in range(5):  # until the burst really shared a network batch (batch_size); never a timer
+    for _ in range(5):  # until the burst really shared a worker batch (batch_size); never a timer
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda i: together(cases[i]), twice))
         assert [base64.b64decode(a["images"][0]) for a in answers] == [alone[i] for i in twice]

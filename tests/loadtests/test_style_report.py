@@ -116,6 +116,31 @@ def test_the_baseline_is_the_fp32_network_plus_codec_mean_of_before_and_after(fa
     assert n["fast_gflops_core"] == pytest.approx(36.0) and n["fast_of_peak"] == pytest.approx(0.18)
 
 
+def test_the_baseline_takes_fp32_at_its_fastest_batch_and_the_served_network_as_the_handler_calls_it(fast_style):
+    """fp32 is faster at batch 1 than at 8 here; the handler runs one image per call."""
+    fast_style["shipped"]["images_per_call"] = 1
+    for run, (fp32_1, fast_1) in zip(
+        (fast_style["in_process_before"], fast_style["in_process_after"]), ((0.7, 2.0), (0.5, 1.8))
+    ):
+        run["fp32"]["batch1"] = {**run["fp32"]["batch8"], "images_per_s": fp32_1}
+        run["served_config"]["batch1"] = {**run["served_config"]["batch8"], "images_per_s": fast_1}
+    n = fast_style_numbers(fast_style)
+    assert (n["fp32_batch"], n["batch"]) == ("batch1", "batch1")
+    assert n["baseline"] == pytest.approx(1 / (1 / 0.6 + 0.03))
+    assert n["fast_codec"] == pytest.approx(1 / (1 / 1.9 + 0.03))
+
+
+def test_sustained_runs_count_the_codec_in_their_own_loop(fast_style):
+    """Rows with network_images_per_s timed network and codec together: nothing is added."""
+    for run in (fast_style["in_process_before"], fast_style["in_process_after"]):
+        for kind, (network, total) in (("fp32", (0.5, 0.45)), ("served_config", (1.0, 0.9))):
+            run[kind]["batch8"].update(network_images_per_s=network, images_per_s=total)
+    n = fast_style_numbers(fast_style)
+    assert n["sustained"] and (n["fp32"], n["baseline"]) == (0.5, 0.45) and n["fast_codec"] == 0.9
+    assert n["overhead"] == pytest.approx(1 - 0.85 / 0.9)
+    assert n["cpu_overhead"] == pytest.approx(97.44 / 48 / 2.0 - 1)  # no codec added to 2.0 s
+
+
 def test_bf16_target_applies_only_with_native_bf16(fast_style):
     native = fast_style_targets({"native_bf16": True}, fast_style)
     emulated = fast_style_targets({"native_bf16": False}, fast_style)
@@ -145,8 +170,21 @@ def test_render_carries_the_style_sections_and_targets(fast_style, neural_style)
         "torch_threads": 2,
         "load_average": (1.0, 1.0, 1.0),
     }
+    fast_style["compile"] = {
+        "dtype": "bfloat16",
+        "side_px": 512,
+        "other_px": 384,
+        "static_compile_s": 40.0,
+        "dynamic_compile_s": 50.0,
+        "static_new_size_first_call_s": 30.0,
+        "dynamic_new_size_first_call_s": 0.2,
+        "s_per_image": {"eager": 0.3, "static": 0.25, "dynamic": 0.3},
+        "s_per_image_other": {"eager": 0.15, "dynamic": 0.16},
+    }
     text = render(machine, (1.0, 1.0, 1.0), {"fast_style": fast_style, "neural_style": neural_style}, {}, [], "", False)
     assert "## fast_style (512x512" in text and "## neural_style (512x512" in text
+    assert "| inductor, static shapes | 0.250 (1.20x) | a graph of its own | 40.0 | 30.0 |" in text
+    assert "| inductor, dynamic shapes | 0.300 (1.00x) | 0.160 (0.94x) | 50.0 | 0.2 |" in text
     assert "| frontend: in its queue" in text and "| 3500 |" in text
     assert "VGG19 step >= 50%" in text and "untruncated" in text
     assert not math.isnan(fast_style_numbers(fast_style)["fp32_of_peak"])

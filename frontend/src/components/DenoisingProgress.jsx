@@ -1,4 +1,4 @@
-import { fieldError, ProgressBar } from "./controls.jsx";
+import { fieldError, JobButtons, ProgressBar } from "./controls.jsx";
 import { LivePreview, LivePreviewToggle } from "./LivePreview.jsx";
 
 /**
@@ -9,14 +9,7 @@ import { LivePreview, LivePreviewToggle } from "./LivePreview.jsx";
 export function DenoisingProgress({ job, fields, values, set, error }) {
   return (
     <>
-      <div className="flex gap-2">
-        <button type="submit" className="btn-primary flex-1" disabled={job.busy}>
-          {job.busy ? "Generating…" : "Generate"}
-        </button>
-        <button type="button" className="btn-secondary" onClick={job.cancel} disabled={!job.busy}>
-          Cancel
-        </button>
-      </div>
+      <JobButtons job={job} idle="Generate" busy="Generating…" />
       <LivePreviewToggle fields={fields} value={values.preview} onChange={set("preview")} error={fieldError(error, "preview")} />
       <div className="flex items-center gap-3">
         <div aria-live="polite" className="min-w-0 flex-1">

@@ -245,6 +245,20 @@ export function useObjectUrl(blob) {
   return url;
 }
 
+/** A job form's submit button (`idle` / `busy` labels) and Cancel for its job (from useJob). */
+export function JobButtons({ job, idle, busy }) {
+  return (
+    <div className="flex gap-2">
+      <button type="submit" className="btn-primary flex-1" disabled={job.busy}>
+        {job.busy ? busy : idle}
+      </button>
+      <button type="button" className="btn-secondary" onClick={job.cancel} disabled={!job.busy}>
+        Cancel
+      </button>
+    </div>
+  );
+}
+
 export function ProgressBar({ progress, label = "Progress" }) {
   const id = useId();
   if (!progress) return null;

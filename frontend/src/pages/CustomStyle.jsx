@@ -3,7 +3,7 @@ import { decodeImages, predictStream } from "../api.js";
 import { toFormData, useDescribe } from "../describe.js";
 import { useFormValues, useJob } from "../hooks.js";
 import {
-  CheckboxField, ChoiceField, DownloadLink, FormError, ImageInput, LoadState, NumberField, ProgressBar, SeedField,
+  CheckboxField, ChoiceField, DownloadLink, FormError, ImageInput, JobButtons, LoadState, NumberField, ProgressBar, SeedField,
   fieldError, useObjectUrl,
 } from "../components/controls.jsx";
 import { Page, ResultFigure } from "../components/Page.jsx";
@@ -70,14 +70,7 @@ function CustomStyleForm({ info }) {
             <SeedField spec={fields.seed} value={values.seed} onChange={set("seed")} error={fieldError(error, "seed")} usedSeed={result?.seed} />
           </div>
         </details>
-        <div className="flex gap-2">
-          <button type="submit" className="btn-primary flex-1" disabled={job.busy}>
-            {job.busy ? "Painting…" : "Transfer style"}
-          </button>
-          <button type="button" className="btn-secondary" onClick={job.cancel} disabled={!job.busy}>
-            Cancel
-          </button>
-        </div>
+        <JobButtons job={job} idle="Transfer style" busy="Painting…" />
         <div aria-live="polite">
           <ProgressBar progress={job.progress} label={lastLoss !== undefined ? `Style loss ${Number(lastLoss).toPrecision(3)}` : "Optimising"} />
         </div>

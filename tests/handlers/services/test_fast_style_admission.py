@@ -61,9 +61,24 @@ def test_a_batch_that_would_outlive_the_budget_runs_what_fits(make):
 
 
 def test_a_batch_is_cut_into_calls_of_at_most_one_max_size_image(make):
-    service = make(max_side_px=64, default_max_side_px=64, cost_rates={"stylize": 1e-6})
+    service = make(max_side_px=64, default_max_side_px=64, cost_rates={"stylize": 1e-6}, batch_invariant=False)
     requests = [service.decode_request(Fields({"image": png(64)})) for _ in range(3)]
     results = service.predict(requests, lambda index, event: None)
-    assert [r.extra["batch_size"] for r in results] == [1, 1, 1]
+    assert [r.extra["network_batch"] for r in results] == [1, 1, 1]
     small = [service.decode_request(Fields({"image": png(64), "max_side_px": 32})) for _ in range(5)]
-    assert [r.extra["batch_size"] for r in service.predict(small, lambda i, e: None)] == [4, 4, 4, 4, 1]
+    results = service.predict(small, lambda i, e: None)
+    assert [r.extra["network_batch"] for r in results] == [4, 4, 4, 4, 1]
+    assert [r.extra["batch_size"] for r in results] == [5] * 5
+
+
+def test_batch_invariant_runs_each_image_alone_and_gets_its_solo_pixels(make):
+    """The shipped default: one image per network call (channels_last rounds by batch size),
+    so a batch's images are bit for bit what each gets alone."""
+    service = make(cost_rates={"stylize": 1e-6})
+    photos = [png(48), png(48), png(40)]
+    alone = [service.predict([service.decode_request(Fields({"image": p}))], None)[0].images[0] for p in photos]
+    results = service.predict([service.decode_request(Fields({"image": p})) for p in photos], None)
+    assert [r.extra["network_batch"] for r in results] == [1, 1, 1]
+    assert [r.extra["batch_size"] for r in results] == [3, 3, 3]
+    assert [r.images[0].tobytes() for r in results] == [a.tobytes() for a in alone]
+    assert service.describe()["inference"]["images_per_call"] == 1
